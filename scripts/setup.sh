@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Make a bare Debian 12 machine ready to build and test shortpath. Idempotent:
+# every step checks first and skips what is already there.
+set -euo pipefail
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (apt packages, bpffs and network namespaces need it)" >&2
+  exit 1
+fi
+
+# 1. Debian packages. llvm-22-dev matches the LLVM inside rustc (bpf-linker links against it).
+APT_PACKAGES=(
+  llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev  # bpf-linker build
+  iproute2 nftables iputils-ping                      # lab, tests
+  iperf3 sockperf                                     # generator validation (docs/PERFORMANCE.md)
+  bpftool                                             # debugging aid
+  build-essential pkg-config ca-certificates curl
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  log "apt packages present"
+fi
+
+# 2. Rust toolchains: stable for userspace, nightly + rust-src for the eBPF crate.
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v rustup >/dev/null || { echo "setup: rustup not found; install Rust via https://rustup.rs first" >&2; exit 1; }
+rustup toolchain list | grep -q '^nightly' || { log "installing nightly toolchain"; rustup toolchain install nightly --profile minimal; }
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+  log "adding rust-src to nightly"
+  rustup component add rust-src --toolchain nightly
+else
+  log "nightly rust-src present"
+fi
+
+# 3. bpf-linker 0.13.0 built against LLVM 22 (must match rustc's LLVM major).
+want="bpf-linker v0.13.0"
+if cargo install --list | grep -q "^$want"; then
+  log "$want present"
+else
+  log "building $want against llvm-22 (takes a few minutes)"
+  PATH=/usr/lib/llvm-22/bin:$PATH cargo install bpf-linker --version 0.13.0 \
+    --no-default-features --features llvm-22 --locked
+fi
+
+# 4. bpffs, where the dataplane pins programs and maps.
+if ! mountpoint -q /sys/fs/bpf; then
+  log "mounting bpffs on /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf
+fi
+
+log "ready"

@@ -1,0 +1,22 @@
+//! Types shared by the eBPF programs and userspace: map keys and values,
+//! counter reasons, trace events, and the pure helpers both sides agree on.
+//!
+//! Everything here is `#[repr(C)]` and `no_std`; the `user` feature adds the
+//! `aya::Pod` impls userspace needs to read and write the maps.
+#![no_std]
+
+pub mod counters;
+pub mod csum;
+pub mod endpoint;
+pub mod mode;
+
+#[cfg(feature = "user")]
+mod pod {
+    use crate::{counters::CounterKey, endpoint::Endpoint, endpoint::EndpointKey};
+
+    // SAFETY: all three are `#[repr(C)]`, contain only integers and byte arrays,
+    // and have explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for CounterKey {}
+}

@@ -1,0 +1,22 @@
+//! Per-CPU packet counters by (attach point, reason).
+
+use shortpath_common::counters::{CounterKey, Reason};
+
+use crate::maps::COUNTERS;
+
+#[inline(always)]
+pub fn count(ifindex: u32, reason: Reason) {
+    let key = CounterKey {
+        ifindex,
+        reason: reason as u32,
+    };
+    match COUNTERS.get_ptr_mut(&key) {
+        // SAFETY: per-CPU value, only this CPU writes it while we run.
+        Some(v) => unsafe { *v += 1 },
+        // First packet for this key on this CPU's view: create it. A full
+        // map only loses the count, never the packet.
+        None => {
+            let _ = COUNTERS.insert(&key, &1, 0);
+        }
+    }
+}

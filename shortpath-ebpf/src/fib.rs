@@ -1,0 +1,102 @@
+//! Route lookups in the node's FIB with `bpf_fib_lookup`.
+
+use core::mem::size_of;
+
+use aya_ebpf::{
+    bindings::{
+        bpf_fib_lookup, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+    },
+    helpers::generated::bpf_fib_lookup as fib_lookup_helper,
+    programs::TcContext,
+};
+use shortpath_common::{
+    counters::Reason,
+    endpoint::{AF_INET, AF_INET6},
+};
+
+use crate::parse::{Ip, Packet};
+
+pub enum Fib {
+    /// Route and neighbour known: egress device and the MACs to write.
+    Forward {
+        ifindex: u32,
+        smac: [u8; 6],
+        dmac: [u8; 6],
+    },
+    /// Route known, neighbour not resolved: `bpf_redirect_neigh` resolves it.
+    /// `params` carries the next hop the kernel filled in.
+    NoNeigh {
+        ifindex: u32,
+        params: bpf_fib_lookup,
+    },
+}
+
+/// Looks up the packet's destination as if it had arrived on `iif`.
+///
+/// `tot_len` stays 0 so the kernel checks the egress MTU against the skb
+/// itself, GSO-aware; a non-zero `tot_len` would send every GSO packet of a
+/// bulk TCP flow to the stack.
+///
+/// Without flags the lookup walks the policy rules like the stack does, but
+/// with mark 0; see docs/DATAPLANE.md.
+#[inline(always)]
+pub fn lookup(ctx: &TcContext, p: &Packet, iif: u32) -> Result<Fib, Reason> {
+    // SAFETY: plain-old-data struct, all-zero is a valid request.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    params.ifindex = iif;
+    // SAFETY: headers were bounds-checked by `parse`; union fields are
+    // written in the layout the kernel reads for the chosen family.
+    unsafe {
+        match p.ip {
+            Ip::V4(ip) => {
+                params.family = AF_INET;
+                params.__bindgen_anon_2.tos = (*ip).tos;
+                params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes((*ip).saddr);
+                params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes((*ip).daddr);
+            }
+            Ip::V6(ip) => {
+                params.family = AF_INET6;
+                // Traffic class + flow label, network order.
+                let w = (*ip).vtc_flow;
+                params.__bindgen_anon_2.flowinfo =
+                    u32::from_ne_bytes([w[0] & 0x0f, w[1], w[2], w[3]]);
+                params.__bindgen_anon_3.ipv6_src = addr6((*ip).saddr);
+                params.__bindgen_anon_4.ipv6_dst = addr6((*ip).daddr);
+            }
+        }
+    }
+    let rc = unsafe {
+        fib_lookup_helper(
+            ctx.skb.skb as *mut _,
+            &mut params,
+            size_of::<bpf_fib_lookup>() as i32,
+            0,
+        )
+    };
+    #[allow(clippy::unnecessary_cast)]
+    match rc as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => Ok(Fib::Forward {
+            ifindex: params.ifindex,
+            smac: params.smac,
+            dmac: params.dmac,
+        }),
+        BPF_FIB_LKUP_RET_NO_NEIGH => Ok(Fib::NoNeigh {
+            ifindex: params.ifindex,
+            params,
+        }),
+        BPF_FIB_LKUP_RET_NOT_FWDED => Err(Reason::PassFibLocal),
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Reason::PassFibFragNeeded),
+        _ => Err(Reason::PassFibOther),
+    }
+}
+
+#[inline(always)]
+fn addr6(a: [u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ]
+}

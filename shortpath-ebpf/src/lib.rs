@@ -1,0 +1,19 @@
+//! shortpath's eBPF programs, written in the style of Cilium's `bpf/`:
+//! small helpers by concern and one file per attach point.
+//!
+//! - [`from_nic`]: TC ingress of the node NIC (traffic arriving for pods).
+//! - [`from_pod`]: TC ingress of a pod's host-side veth (traffic pods send).
+//!
+//! The binaries under `src/bin/` only declare the entry points; everything
+//! they run lives here so it can be read (and reviewed) by concern.
+#![no_std]
+
+pub mod config;
+pub mod counters;
+pub mod fib;
+pub mod from_nic;
+pub mod from_pod;
+pub mod maps;
+pub mod parse;
+pub mod redirect;
+pub mod rewrite;

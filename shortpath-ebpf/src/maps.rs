@@ -1,0 +1,29 @@
+//! Maps of the TC programs. Userspace pins them per node under
+//! `/sys/fs/bpf/shortpath/<lab>/<node>/` and shares them between the
+//! program generations that replace each other on a mode switch.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuHashMap},
+};
+use shortpath_common::{
+    counters::{CounterKey, MAX_COUNTERS},
+    endpoint::{Endpoint, EndpointKey, MAX_ENDPOINTS},
+};
+
+/// Pod address → the pod's host-side veth and MACs (filled by userspace).
+#[map]
+pub static ENDPOINTS: HashMap<EndpointKey, Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+
+/// (attach ifindex, reason) → packets, per CPU.
+#[map]
+pub static COUNTERS: PerCpuHashMap<CounterKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_COUNTERS, 0);
+
+/// The endpoint behind `key`, if this node has one.
+#[inline(always)]
+pub fn endpoint(key: &EndpointKey) -> Option<Endpoint> {
+    // SAFETY: the value is copied out while the RCU read lock held by the
+    // program run keeps the element alive.
+    ENDPOINTS.get_ptr(key).map(|p| unsafe { *p })
+}

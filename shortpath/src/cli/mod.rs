@@ -1,0 +1,39 @@
+//! The `shortpath` command line: argument types and what each command does.
+//! `main.rs` only parses and dispatches, so tests can drive the same code.
+
+mod lab;
+
+use clap::{Parser, Subcommand};
+
+pub use lab::LabCommand;
+
+/// Default lab name.
+pub const DEFAULT_LAB: &str = "sp";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shortpath",
+    version,
+    about = "eBPF fast paths for container networking, with the lab, benchmark and tracer that prove them"
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build, inspect and remove the two-node lab (network namespaces).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+/// Runs a command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Lab(cmd) => lab::run(cmd).await,
+    }
+}

@@ -1,0 +1,62 @@
+use std::thread::JoinHandle;
+
+use super::{Netns, NetnsError, NetnsGuard};
+
+/// Runs `f` on a new thread inside `ns` and returns its result. Async
+/// callers are not blocked: the result comes back over a channel.
+pub async fn run_in<T, F>(ns: &Netns, f: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = spawn_in(ns, move || {
+        let _ = tx.send(f());
+    })?;
+    let name = ns.name().to_owned();
+    match rx.await {
+        Ok(v) => {
+            let _ = handle.join();
+            Ok(v)
+        }
+        Err(_) => match handle.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(NetnsError::ThreadPanicked { name }),
+        },
+    }
+}
+
+/// Same as [`run_in`] for callers without a runtime.
+pub fn run_in_blocking<T, F>(ns: &Netns, f: F) -> Result<T, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let name = ns.name().to_owned();
+    match spawn_in(ns, f)?.join() {
+        Ok(r) => r,
+        Err(_) => Err(NetnsError::ThreadPanicked { name }),
+    }
+}
+
+/// A thread living in a network namespace (for servers and load clients).
+pub type NetnsThread<T> = JoinHandle<Result<T, NetnsError>>;
+
+/// Spawns a named thread that enters `ns`, runs `f` and leaves.
+pub fn spawn_in<T, F>(ns: &Netns, f: F) -> Result<NetnsThread<T>, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let ns = ns.clone();
+    let name = ns.name().to_owned();
+    std::thread::Builder::new()
+        .name(format!("netns:{name}"))
+        .spawn(move || {
+            let guard = NetnsGuard::enter(&ns)?;
+            let out = f();
+            drop(guard);
+            Ok(out)
+        })
+        .map_err(|e| NetnsError::io(&name, "spawn thread", e))
+}
