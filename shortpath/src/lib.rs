@@ -12,6 +12,7 @@ pub mod dataplane;
 pub mod lab;
 pub mod netns;
 pub mod nl;
+pub mod probe;
 pub mod runtime;
 pub mod sysctl;
 pub mod table;

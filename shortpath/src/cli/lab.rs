@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -6,6 +6,8 @@ use clap::Subcommand;
 use super::DEFAULT_LAB;
 use crate::{
     lab::{self, config::Config, Inventory},
+    netns::Netns,
+    probe::{self, Endpoint},
     table::Table,
 };
 
@@ -45,6 +47,15 @@ pub enum LabCommand {
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
+    },
+    /// Check reachability: ICMP, UDP and TCP between every pair of pods
+    /// and every pair of nodes, over every family of the lab.
+    Check {
+        #[arg(long, default_value = DEFAULT_LAB)]
+        name: String,
+        /// Payload bytes per probe.
+        #[arg(long, default_value_t = 56)]
+        size: usize,
     },
     /// Print the default topology file, to copy and edit.
     Config,
@@ -88,11 +99,69 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<i32> {
                 lab::exec(&name, &target, &cmd).with_context(|| format!("lab exec {target}"))?;
             Ok(status.code().unwrap_or(128 + status_signal(&status)))
         }
+        LabCommand::Check { name, size } => check(&name, size).await,
         LabCommand::Config => {
             print!("{}", lab::config::DEFAULT_TOML);
             Ok(0)
         }
     }
+}
+
+/// Node and pod endpoints of a lab, for probes.
+pub fn endpoints(plan: &lab::plan::Plan) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    let nodes = plan
+        .nodes
+        .iter()
+        .map(|n| Endpoint {
+            name: n.name.clone(),
+            netns: Netns::new(&n.netns),
+            ipv4: n.nic_ipv4.map(|a| a.addr()),
+            ipv6: n.nic_ipv6.map(|a| a.addr()),
+        })
+        .collect();
+    let pods = plan
+        .pods()
+        .map(|p| Endpoint {
+            name: p.name.clone(),
+            netns: Netns::new(&p.netns),
+            ipv4: p.ipv4.map(|a| a.addr()),
+            ipv6: p.ipv6.map(|a| a.addr()),
+        })
+        .collect();
+    (nodes, pods)
+}
+
+async fn check(name: &str, size: usize) -> anyhow::Result<i32> {
+    let st = lab::ready_state(name)?;
+    let (nodes, pods) = endpoints(&st.plan);
+    let results = tokio::task::spawn_blocking(move || {
+        let t = Duration::from_secs(2);
+        let mut r = probe::probe_all(&pods, size, t);
+        r.extend(probe::probe_all(&nodes, size, t));
+        r
+    })
+    .await?;
+    let mut table = Table::new(["FROM", "TO", "DST", "PROTO", "RESULT"]);
+    let mut failed = 0;
+    for p in &results {
+        let res = match &p.outcome {
+            Ok(rtt) => format!("ok {:.0} µs", rtt.as_secs_f64() * 1e6),
+            Err(e) => {
+                failed += 1;
+                format!("FAIL {e}")
+            }
+        };
+        table.row([
+            p.from.clone(),
+            p.to.clone(),
+            p.dst.to_string(),
+            p.proto.name().to_owned(),
+            res,
+        ]);
+    }
+    print!("{table}");
+    println!("{} probes, {} failed", results.len(), failed);
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 fn status_signal(s: &std::process::ExitStatus) -> i32 {

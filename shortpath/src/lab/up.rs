@@ -23,12 +23,15 @@ use crate::{
 /// the node side keeps the two ends distinct.
 const NIC_IFINDEX: u32 = 100;
 
-/// Environment variable naming a build step to fail at (tests of cleanup).
+/// Environment variable naming a build step to fail at, for the tests of
+/// cleanup: `<step>` fails there (and `lab up` cleans up), `abort:<step>`
+/// kills the process there (a crash: `lab down` must clean up).
 pub const FAULT_ENV: &str = "SHORTPATH_FAULT";
 
 fn fault(point: &str) -> Result<(), LabError> {
     match std::env::var(FAULT_ENV) {
         Ok(p) if p == point => Err(LabError::Fault(point.to_owned())),
+        Ok(p) if p.strip_prefix("abort:") == Some(point) => std::process::abort(),
         _ => Ok(()),
     }
 }

@@ -168,6 +168,11 @@ impl Netlink {
         &self.netns
     }
 
+    /// The underlying rtnetlink handle, for requests this wrapper lacks.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     fn err(&self, what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NlError + '_ {
         let what = what.into();
         move |source| NlError::Request {

@@ -1,0 +1,193 @@
+//! Helpers for the integration tests: labs with unique names that are
+//! removed even when a test fails, and running the real binary.
+#![allow(dead_code)]
+
+use std::{
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use shortpath::{
+    lab::{self, plan::Plan},
+    netns::Netns,
+    probe::Endpoint,
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shortpath");
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the integration tests build network namespaces: run them as root (see README)"
+    );
+}
+
+/// A lab name no other test (or test run) uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn shortpath(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run shortpath")
+}
+
+pub fn shortpath_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run shortpath")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+pub fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "shortpath failed: {}\n{}",
+        stderr(&o),
+        stdout(&o)
+    );
+    o
+}
+
+/// A lab that is torn down when dropped (also when the test panics).
+pub struct TestLab {
+    pub name: String,
+    config: Option<tempfile::NamedTempFile>,
+}
+
+impl TestLab {
+    pub fn up(prefix: &str) -> Self {
+        Self::up_with(prefix, None, &[])
+    }
+
+    pub fn up_with(prefix: &str, config: Option<&str>, extra: &[&str]) -> Self {
+        require_root();
+        let name = unique_name(prefix);
+        let config = config.map(|text| {
+            let f = tempfile::Builder::new()
+                .suffix(".toml")
+                .tempfile()
+                .expect("temp file");
+            std::fs::write(f.path(), text).expect("write config");
+            f
+        });
+        let lab = TestLab { name, config };
+        let mut args = vec!["lab", "up", "--name", &lab.name];
+        let path = lab
+            .config
+            .as_ref()
+            .map(|f| f.path().to_string_lossy().into_owned());
+        if let Some(p) = &path {
+            args.extend(["--config", p]);
+        }
+        args.extend(extra);
+        ok(shortpath(&args));
+        lab
+    }
+
+    pub fn plan(&self) -> Plan {
+        lab::load_state(&self.name)
+            .expect("state")
+            .expect("lab recorded")
+            .plan
+    }
+
+    pub fn pod_endpoints(&self) -> Vec<Endpoint> {
+        self.plan()
+            .pods()
+            .map(|p| Endpoint {
+                name: p.name.clone(),
+                netns: Netns::new(&p.netns),
+                ipv4: p.ipv4.map(|a| a.addr()),
+                ipv6: p.ipv6.map(|a| a.addr()),
+            })
+            .collect()
+    }
+
+    pub fn node_endpoints(&self) -> Vec<Endpoint> {
+        self.plan()
+            .nodes
+            .iter()
+            .map(|n| Endpoint {
+                name: n.name.clone(),
+                netns: Netns::new(&n.netns),
+                ipv4: n.nic_ipv4.map(|a| a.addr()),
+                ipv6: n.nic_ipv6.map(|a| a.addr()),
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let o = shortpath(&["lab", "down", "--name", &self.name]);
+        if !o.status.success() && !std::thread::panicking() {
+            panic!("lab down {} failed: {}", self.name, stderr(&o));
+        }
+    }
+}
+
+/// Namespaces whose name starts with `<lab>-`.
+pub fn namespaces_of(lab: &str) -> Vec<String> {
+    shortpath::netns::list()
+        .expect("list namespaces")
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{lab}-")))
+        .collect()
+}
+
+/// Names of the links in the test's own (root) namespace, read-only.
+pub fn root_links() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split(':')
+                .nth(1)
+                .map(|s| s.trim().split('@').next().unwrap_or("").to_owned())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn assert_all_ok(results: &[shortpath::probe::Probe]) {
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|p| {
+            p.outcome
+                .as_ref()
+                .err()
+                .map(|e| format!("{} -> {} {} {}: {e}", p.from, p.to, p.dst, p.proto.name()))
+        })
+        .collect();
+    assert!(!results.is_empty(), "no probes ran");
+    assert!(
+        failed.is_empty(),
+        "{} of {} probes failed:\n{}",
+        failed.len(),
+        results.len(),
+        failed.join("\n")
+    );
+}
