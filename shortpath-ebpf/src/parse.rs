@@ -126,6 +126,7 @@ fn linearize(ctx: &TcContext) {
     }
 }
 
+#[inline(always)]
 pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     linearize(ctx);
     let eth: *mut EthHdr = header(ctx, 0)?;

@@ -1,29 +1,92 @@
 //! The eBPF objects built by `build.rs`, embedded so the binary runs on
 //! its own.
 
-use aya::{include_bytes_aligned, Ebpf, EbpfLoader};
-use shortpath_common::mode::FastPath;
+use std::path::Path;
+
+use aya::{
+    include_bytes_aligned,
+    maps::{HashMap, MapData, PerCpuHashMap},
+    programs::SchedClassifier,
+    Ebpf, EbpfLoader,
+};
+use shortpath_common::{
+    counters::CounterKey,
+    endpoint::{Endpoint, EndpointKey},
+    mode::FastPath,
+};
+
+use super::{DataplaneError, Hook};
 
 /// The TC programs (`from_nic`, `from_pod`) and their maps.
 pub static TC_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-tc"));
 
-pub const PROG_FROM_NIC: &str = "from_nic";
-pub const PROG_FROM_POD: &str = "from_pod";
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
-pub const GLOBAL_MODE: &str = "MODE";
+const GLOBAL_MODE: &str = "MODE";
 
-/// Loads the TC object with `mode` baked into `.rodata`. Maps are created
-/// fresh unless `pins` names a directory holding them (then they are reused
-/// and, if absent, created and pinned there).
-pub fn load_tc(mode: FastPath, pins: Option<&std::path::Path>) -> Result<Ebpf, aya::EbpfError> {
-    let mode = mode as u32;
-    let mut loader = EbpfLoader::new();
-    loader.override_global(GLOBAL_MODE, &mode, true);
-    let paths = pins.map(|dir| (dir.join(MAP_ENDPOINTS), dir.join(MAP_COUNTERS)));
-    if let Some((endpoints, counters)) = &paths {
-        loader.map_pin_path(MAP_ENDPOINTS, endpoints.as_path());
-        loader.map_pin_path(MAP_COUNTERS, counters.as_path());
+/// One generation of the TC programs, with `mode` frozen in `.rodata`.
+pub struct TcObject {
+    ebpf: Ebpf,
+}
+
+impl TcObject {
+    /// Loads the object. Maps are created fresh unless `maps_dir` is given:
+    /// then the maps pinned there are reused (created and pinned if absent),
+    /// so program generations share endpoints and counters.
+    pub fn load(mode: FastPath, maps_dir: Option<&Path>) -> Result<Self, DataplaneError> {
+        let mode = mode as u32;
+        let mut loader = EbpfLoader::new();
+        loader.override_global(GLOBAL_MODE, &mode, true);
+        let paths = maps_dir.map(|dir| (dir.join(MAP_ENDPOINTS), dir.join(MAP_COUNTERS)));
+        if let Some((endpoints, counters)) = &paths {
+            loader.map_pin_path(MAP_ENDPOINTS, endpoints.as_path());
+            loader.map_pin_path(MAP_COUNTERS, counters.as_path());
+        }
+        let ebpf = loader.load(TC_OBJECT).map_err(DataplaneError::Object)?;
+        Ok(Self { ebpf })
     }
-    loader.load(TC_OBJECT)
+
+    /// The program for `hook`, loaded into the kernel (verified) on first use.
+    pub fn program(&mut self, hook: Hook) -> Result<&mut SchedClassifier, DataplaneError> {
+        let name = hook.program();
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::NoProgram(name))?
+            .try_into()
+            .map_err(|e| DataplaneError::program(name, e))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| DataplaneError::program(name, e))?;
+        }
+        Ok(prog)
+    }
+
+    /// The endpoint map of this generation.
+    pub fn endpoints(
+        &mut self,
+    ) -> Result<HashMap<&mut MapData, EndpointKey, Endpoint>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_ENDPOINTS)
+            .ok_or(DataplaneError::NoMap(MAP_ENDPOINTS))?;
+        HashMap::try_from(map).map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))
+    }
+
+    /// Makes the endpoint map hold exactly `spec`'s pods; returns
+    /// (entries written, stale entries removed).
+    pub fn sync_endpoints(
+        &mut self,
+        spec: &super::NodeSpec,
+    ) -> Result<(usize, usize), DataplaneError> {
+        super::endpoints::sync(&mut self.endpoints()?, &super::endpoints::entries(spec))
+    }
+
+    /// The counter map of this generation.
+    pub fn counters(&self) -> Result<PerCpuHashMap<&MapData, CounterKey, u64>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(MAP_COUNTERS)
+            .ok_or(DataplaneError::NoMap(MAP_COUNTERS))?;
+        PerCpuHashMap::try_from(map).map_err(|e| DataplaneError::map(MAP_COUNTERS, e))
+    }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{plan::Plan, LabError};
 use crate::{
+    dataplane::{NodeSpec, PodSpec, Port},
     netns::Netns,
     nl::{Link, Mac, Netlink},
 };
@@ -63,6 +64,32 @@ pub struct HostIf {
 impl Inventory {
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// What the dataplane needs of node `name`: its NIC and its pods.
+    pub fn dataplane_spec(&self, name: &str) -> Option<NodeSpec> {
+        let node = self.node(name)?;
+        let port = |name: &str, ifindex| Port {
+            ifname: name.to_owned(),
+            ifindex,
+        };
+        Some(NodeSpec {
+            lab: self.name.clone(),
+            node: node.name.clone(),
+            netns: node.netns.clone(),
+            nic: port(&node.nic.name, node.nic.ifindex),
+            pods: self
+                .pods_of(name)
+                .map(|p| PodSpec {
+                    name: p.name.clone(),
+                    host_if: port(&p.host_if.name, p.host_if.ifindex),
+                    host_mac: p.host_if.mac.0,
+                    pod_mac: p.mac.0,
+                    mtu: p.mtu,
+                    addrs: p.ipv4.into_iter().chain(p.ipv6).collect(),
+                })
+                .collect(),
+        })
     }
 
     pub fn pods_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a PodInfo> + 'a {

@@ -2,6 +2,8 @@
 //! removed even when a test fails, and running the real binary.
 #![allow(dead_code)]
 
+pub mod packet;
+
 use std::{
     process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},

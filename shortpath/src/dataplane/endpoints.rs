@@ -1,0 +1,100 @@
+//! The endpoint map kept in step with the node's pods.
+
+use std::{collections::HashMap as StdMap, net::IpAddr};
+
+use aya::maps::{HashMap, MapData};
+use shortpath_common::endpoint::{Endpoint, EndpointKey};
+
+use super::{object::MAP_ENDPOINTS, DataplaneError, NodeSpec};
+
+pub fn key(addr: IpAddr) -> EndpointKey {
+    match addr {
+        IpAddr::V4(a) => EndpointKey::v4(a.octets()),
+        IpAddr::V6(a) => EndpointKey::v6(a.octets()),
+    }
+}
+
+/// The map entries a node's pods call for: one per pod address.
+pub fn entries(spec: &NodeSpec) -> StdMap<EndpointKey, Endpoint> {
+    let mut out = StdMap::new();
+    for pod in &spec.pods {
+        let ep = Endpoint {
+            ifindex: pod.host_if.ifindex,
+            mtu: pod.mtu,
+            flags: 0,
+            pod_mac: pod.pod_mac,
+            host_mac: pod.host_mac,
+        };
+        for a in &pod.addrs {
+            out.insert(key(*a), ep);
+        }
+    }
+    out
+}
+
+/// Makes `map` hold exactly `want`: stale keys removed, the rest written.
+/// Returns (written, removed).
+pub fn sync<T: std::borrow::BorrowMut<MapData>>(
+    map: &mut HashMap<T, EndpointKey, Endpoint>,
+    want: &StdMap<EndpointKey, Endpoint>,
+) -> Result<(usize, usize), DataplaneError> {
+    let err = |e| DataplaneError::map(MAP_ENDPOINTS, e);
+    let stale: Vec<EndpointKey> = map
+        .keys()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?
+        .into_iter()
+        .filter(|k| !want.contains_key(k))
+        .collect();
+    for k in &stale {
+        map.remove(k).map_err(err)?;
+    }
+    for (k, v) in want {
+        map.insert(k, v, 0).map_err(err)?;
+    }
+    Ok((want.len(), stale.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{PodSpec, Port};
+
+    #[test]
+    fn one_entry_per_pod_address() {
+        let pod = |name: &str, ifindex, addrs: &[&str]| PodSpec {
+            name: name.into(),
+            host_if: Port {
+                ifname: format!("lxc{name}"),
+                ifindex,
+            },
+            host_mac: [2, 0, 0, 0, 0, ifindex as u8],
+            pod_mac: [2, 1, 0, 0, 0, ifindex as u8],
+            mtu: 1500,
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        };
+        let spec = NodeSpec {
+            lab: "t".into(),
+            node: "n".into(),
+            netns: "t-n".into(),
+            nic: Port {
+                ifname: "eth1".into(),
+                ifindex: 100,
+            },
+            pods: vec![
+                pod("a", 5, &["172.17.1.2", "fd00::2"]),
+                pod("b", 6, &["172.17.1.3"]),
+            ],
+        };
+        let e = entries(&spec);
+        assert_eq!(e.len(), 3);
+        let a6 = e[&key("fd00::2".parse().unwrap())];
+        assert_eq!(a6.ifindex, 5);
+        assert_eq!(a6.pod_mac, [2, 1, 0, 0, 0, 5]);
+        let b = e[&EndpointKey::v4([172, 17, 1, 3])];
+        assert_eq!(
+            (b.ifindex, b.host_mac, b.mtu),
+            (6, [2, 0, 0, 0, 0, 6], 1500)
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! What the dataplane needs to know about one node: its NIC and its pods.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+/// A device in the node namespace that gets a program.
+#[derive(Clone, Debug, Serialize)]
+pub struct Port {
+    pub ifname: String,
+    pub ifindex: u32,
+}
+
+/// A pod as the fast path sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PodSpec {
+    pub name: String,
+    /// Host-side veth (`lxc…`) in the node namespace.
+    pub host_if: Port,
+    pub host_mac: [u8; 6],
+    /// The pod's own interface (`ve0`).
+    pub pod_mac: [u8; 6],
+    pub mtu: u32,
+    pub addrs: Vec<IpAddr>,
+}
+
+/// One node of a lab (or the real node under the CNI plugin).
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeSpec {
+    /// Owner of the pins: `/sys/fs/bpf/shortpath/<lab>/<node>/`.
+    pub lab: String,
+    pub node: String,
+    pub netns: String,
+    pub nic: Port,
+    pub pods: Vec<PodSpec>,
+}
