@@ -8,6 +8,7 @@
 //! - [`dataplane`]: the eBPF programs, their maps, attach and mode switch.
 
 pub mod cli;
+pub mod control;
 pub mod dataplane;
 pub mod lab;
 pub mod netns;

@@ -5,6 +5,8 @@ use clap::Subcommand;
 
 use super::DEFAULT_LAB;
 use crate::{
+    control::{self, DataplaneStatus},
+    dataplane::{AttachKind, Mode},
     lab::{self, config::Config, Inventory},
     netns::Netns,
     probe::{self, Endpoint},
@@ -24,6 +26,12 @@ pub enum LabCommand {
         /// Remove an existing lab of that name first.
         #[arg(long)]
         force: bool,
+        /// Dataplane to start with.
+        #[arg(long, default_value = "bridge")]
+        mode: Mode,
+        /// How programs attach: tcx (Linux ≥ 6.6, default there) or tc.
+        #[arg(long)]
+        attach: Option<AttachKind>,
     },
     /// Remove everything of a lab (idempotent, also after a crash).
     Down {
@@ -67,30 +75,33 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<i32> {
             config,
             name,
             force,
+            mode,
+            attach,
         } => {
             let cfg = match &config {
                 Some(p) => Config::load(p)?,
                 None => Config::default_lab(),
             };
-            let plan = lab::up(&name, &cfg, force).await?;
+            let plan = control::up(&name, &cfg, force, mode, attach).await?;
             eprintln!(
-                "lab {name} is up: {} nodes, {} pods (shortpath lab status --name {name})",
+                "lab {name} is up in {mode} mode: {} nodes, {} pods (shortpath lab status --name {name})",
                 plan.nodes.len(),
                 plan.pods().count()
             );
             Ok(0)
         }
         LabCommand::Down { name } => {
-            lab::down(&name).await?;
+            control::down(&name).await?;
             eprintln!("lab {name} is down");
             Ok(0)
         }
         LabCommand::Status { name, json } => {
             let inv = lab::inventory(&name).await?;
+            let dp = control::status(&inv).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&status_json(&inv))?);
+                println!("{}", serde_json::to_string_pretty(&status_json(&inv, &dp))?);
             } else {
-                print!("{}", status_text(&inv));
+                print!("{}", status_text(&inv, &dp));
             }
             Ok(0)
         }
@@ -169,9 +180,10 @@ fn status_signal(s: &std::process::ExitStatus) -> i32 {
     s.signal().unwrap_or(0)
 }
 
-fn status_json(inv: &Inventory) -> serde_json::Value {
+fn status_json(inv: &Inventory, dp: &DataplaneStatus) -> serde_json::Value {
     let mut v = serde_json::to_value(inv).expect("inventory serializes");
-    v["mode"] = "bridge".into();
+    v["mode"] = dp.mode.as_str().into();
+    v["dataplane"] = serde_json::to_value(dp).expect("dataplane status serializes");
     v
 }
 
@@ -180,10 +192,11 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
         .map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 
-fn status_text(inv: &Inventory) -> String {
+fn status_text(inv: &Inventory, dp: &DataplaneStatus) -> String {
+    let attach = dp.attach.map_or("-", AttachKind::as_str);
     let mut out = format!(
-        "lab {}  mode bridge  netfilter {}  mtu {}\n\n",
-        inv.name, inv.netfilter, inv.mtu
+        "lab {}  mode {} (attach {attach})  netfilter {}  mtu {}\n\n",
+        inv.name, dp.mode, inv.netfilter, inv.mtu
     );
     let mut nodes = Table::new(["NODE", "NETNS", "NIC", "IFINDEX", "IPV4", "IPV6", "MAC"]);
     for n in &inv.nodes {
@@ -212,5 +225,9 @@ fn status_text(inv: &Inventory) -> String {
         ]);
     }
     out += &pods.to_string();
+    if !dp.programs.is_empty() {
+        out.push('\n');
+        out += &super::mode::counters_table(&dp.programs).to_string();
+    }
     out
 }

@@ -2,6 +2,7 @@
 //! `main.rs` only parses and dispatches, so tests can drive the same code.
 
 mod lab;
+mod mode;
 
 use clap::{Parser, Subcommand};
 
@@ -29,11 +30,15 @@ pub enum Command {
     /// Build, inspect and remove the two-node lab (network namespaces).
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Show or switch a running lab's dataplane: bridge, redirect or peer.
+    /// Switching replaces programs in place; no packet is lost.
+    Mode(mode::ModeArgs),
 }
 
 /// Runs a command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Lab(cmd) => lab::run(cmd).await,
+        Command::Mode(args) => mode::run(args).await,
     }
 }

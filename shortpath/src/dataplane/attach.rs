@@ -34,6 +34,31 @@ fn ports(spec: &NodeSpec) -> Vec<(Port, Hook)> {
         .collect()
 }
 
+/// Gives every port a clsact qdisc, the anchor of tc filters. Adding a
+/// qdisc briefly deactivates the device (`dev_deactivate`: packets sent in
+/// that instant are dropped), so this runs when ports are created, before
+/// traffic, and never during a mode switch. Idempotent. Call inside the
+/// node's namespace.
+pub fn prepare(spec: &NodeSpec) -> Result<(), DataplaneError> {
+    for (port, hook) in ports(spec) {
+        match tc::qdisc_add_clsact(&port.ifname) {
+            Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Ok(()) => {}
+            Err(e) => {
+                return Err(DataplaneError::Attach {
+                    netns: spec.netns.clone(),
+                    program: hook.program(),
+                    ifname: port.ifname.clone(),
+                    ifindex: port.ifindex,
+                    attach: "clsact qdisc",
+                    source: e.into(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Brings one node to `mode` with programs attached the `attach` way.
 /// `prev` is what the node had. Call inside the node's namespace.
 pub fn apply(
@@ -62,6 +87,7 @@ pub fn apply(
         return Err(DataplaneError::NoTcx);
     }
 
+    prepare(spec)?;
     pins.create()?;
     let mut obj = TcObject::load(fast, Some(&pins.maps()))?;
     endpoints::sync(&mut obj.endpoints()?, &endpoints::entries(spec))?;
@@ -136,11 +162,8 @@ fn attach_tcx(
 }
 
 /// Changes our cls_bpf filter on `port` to `prog`, or creates it.
+/// The clsact qdisc is there already ([`prepare`]).
 fn attach_tc(prog: &mut SchedClassifier, port: &Port) -> Result<(), ProgramError> {
-    match tc::qdisc_add_clsact(&port.ifname) {
-        Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-        other => other?,
-    }
     let existing = SchedClassifierLink::attached(
         &port.ifname,
         TcAttachType::Ingress,
@@ -173,8 +196,14 @@ fn detach(
     kind: AttachKind,
 ) -> Result<(), DataplaneError> {
     match kind {
-        // Unpinning drops the last reference: the link detaches.
-        AttachKind::Tcx => pins::unpin(&pins.link(&port.ifname)),
+        AttachKind::Tcx => {
+            let path = pins.link(&port.ifname);
+            super::sys::detach_pinned_link(&path).map_err(|source| DataplaneError::Pin {
+                path: path.clone(),
+                source,
+            })?;
+            pins::unpin(&path)
+        }
         AttachKind::Tc => {
             let link = match SchedClassifierLink::attached(
                 &port.ifname,

@@ -13,13 +13,14 @@ pub mod object;
 mod pins;
 mod spec;
 mod state;
+mod sys;
 
 use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 use shortpath_common::mode::FastPath;
 
-pub use attach::{apply, status, ProgramStatus};
+pub use attach::{apply, prepare, status, ProgramStatus};
 pub use endpoints::entries as endpoint_entries;
 pub use error::{DataplaneError, VERIFIER_LOG_ENV};
 pub use object::TcObject;

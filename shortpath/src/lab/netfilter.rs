@@ -2,7 +2,10 @@
 //! firewall plugins has — conntrack, per-pod FORWARD accepts, masquerade of
 //! traffic leaving the cluster — as one nftables table per node, plus a
 //! named counter at the top of the forward hook that shows whether packets
-//! still go through it (the eBPF fast path bypasses it).
+//! still go through it (the eBPF fast path bypasses it). The counter skips
+//! broadcast and multicast: with bridge netfilter on, the neighbour
+//! discovery the bridge floods between pods of one node also crosses the
+//! forward hook, in every mode, and it is not the traffic being measured.
 
 use std::process::Stdio;
 
@@ -92,7 +95,7 @@ pub fn ruleset(plan: &Plan, node: &NodePlan) -> String {
 \t}}
 \tchain forward {{
 \t\ttype filter hook forward priority filter; policy accept;
-\t\tcounter name \"{FORWARD_COUNTER}\"
+\t\tmeta pkttype != {{ broadcast, multicast }} counter name \"{FORWARD_COUNTER}\"
 \t\tjump cni_forward
 \t}}
 \tchain cni_forward {{
@@ -153,7 +156,7 @@ pub async fn apply(ns: &Netns, ruleset: &str) -> Result<(), NetfilterError> {
         .map(|_| ())
 }
 
-/// Packets counted at the top of the node's forward hook.
+/// Unicast packets counted at the top of the node's forward hook.
 pub async fn forwarded_packets(ns: &Netns) -> Result<u64, NetfilterError> {
     let out = nft(
         ns,

@@ -34,12 +34,42 @@ impl Probe {
     }
 }
 
+/// Payload size of each probe.
+#[derive(Debug, Clone, Copy)]
+pub enum Size {
+    /// The same payload for every protocol and family.
+    Bytes(usize),
+    /// The largest payload whose packet fits this MTU (per protocol and
+    /// family): full-size packets.
+    Mtu(u32),
+}
+
+impl Size {
+    fn payload(self, proto: Proto, dst: IpAddr) -> usize {
+        match self {
+            Size::Bytes(n) => n,
+            Size::Mtu(mtu) => super::max_payload(proto, dst, mtu),
+        }
+    }
+}
+
 /// Probes `from` → `to` with every protocol over every shared family.
 pub fn probe_pair(from: &Endpoint, to: &Endpoint, payload: usize, timeout: Duration) -> Vec<Probe> {
+    probe_pair_sized(from, to, Size::Bytes(payload), timeout)
+}
+
+/// [`probe_pair`] with per-protocol payload sizes.
+pub fn probe_pair_sized(
+    from: &Endpoint,
+    to: &Endpoint,
+    size: Size,
+    timeout: Duration,
+) -> Vec<Probe> {
     let mut out = Vec::new();
     let dsts = [(from.ipv4, to.ipv4), (from.ipv6, to.ipv6)];
     for dst in dsts.into_iter().filter_map(|(a, b)| a.and(b)) {
         for proto in Proto::ALL {
+            let payload = size.payload(proto, dst);
             let r = match proto {
                 Proto::Icmp => ping(&from.netns, dst, payload, timeout),
                 Proto::Udp => udp_echo(&from.netns, &to.netns, dst, payload, timeout),
@@ -59,10 +89,15 @@ pub fn probe_pair(from: &Endpoint, to: &Endpoint, payload: usize, timeout: Durat
 
 /// Every ordered pair of distinct endpoints.
 pub fn probe_all(eps: &[Endpoint], payload: usize, timeout: Duration) -> Vec<Probe> {
+    probe_all_sized(eps, Size::Bytes(payload), timeout)
+}
+
+/// [`probe_all`] with per-protocol payload sizes.
+pub fn probe_all_sized(eps: &[Endpoint], size: Size, timeout: Duration) -> Vec<Probe> {
     let mut out = Vec::new();
     for a in eps {
         for b in eps.iter().filter(|b| b.name != a.name) {
-            out.extend(probe_pair(a, b, payload, timeout));
+            out.extend(probe_pair_sized(a, b, size, timeout));
         }
     }
     out

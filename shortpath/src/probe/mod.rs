@@ -15,7 +15,7 @@ use std::{
 };
 
 pub use icmp::ping;
-pub use matrix::{probe_all, probe_pair, Endpoint, Probe};
+pub use matrix::{probe_all, probe_all_sized, probe_pair, probe_pair_sized, Endpoint, Probe, Size};
 pub use stream::{SeqReport, UdpSequence};
 
 use crate::netns::{self, Netns, NetnsError};
