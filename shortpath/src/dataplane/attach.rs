@@ -51,7 +51,7 @@ pub fn prepare(spec: &NodeSpec) -> Result<(), DataplaneError> {
                     ifname: port.ifname.clone(),
                     ifindex: port.ifindex,
                     attach: "clsact qdisc",
-                    source: e.into(),
+                    source: Box::new(e.into()),
                 })
             }
         }
@@ -109,7 +109,7 @@ pub fn apply(
             ifname: port.ifname.clone(),
             ifindex: port.ifindex,
             attach: attach.as_str(),
-            source,
+            source: Box::new(source),
         };
         match attach {
             AttachKind::Tcx => attach_tcx(prog, &pins, port).map_err(wrap)?,
@@ -228,7 +228,7 @@ fn detach(
                     ifname: port.ifname.clone(),
                     ifindex: port.ifindex,
                     attach: "tc",
-                    source,
+                    source: Box::new(source),
                 }),
             }
         }

@@ -10,7 +10,7 @@ const VERIFIER_TAIL: usize = 12;
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("loading the eBPF object: {0}")]
-    Object(#[source] aya::EbpfError),
+    Object(#[source] Box<aya::EbpfError>),
     #[error("the eBPF object has no program {0:?} (build mismatch: rebuild shortpath)")]
     NoProgram(&'static str),
     #[error("the eBPF object has no map {0:?} (build mismatch: rebuild shortpath)")]
@@ -25,7 +25,7 @@ pub enum DataplaneError {
     Program {
         program: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("netns {netns}: attaching {program} to {ifname} (ifindex {ifindex}) with {attach}: {source}")]
     Attach {
@@ -35,7 +35,7 @@ pub enum DataplaneError {
         ifindex: u32,
         attach: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("map {map}: {source}")]
     Map {
@@ -88,7 +88,10 @@ impl DataplaneError {
                     log,
                 }
             }
-            source => Self::Program { program, source },
+            source => Self::Program {
+                program,
+                source: Box::new(source),
+            },
         }
     }
 

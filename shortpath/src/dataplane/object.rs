@@ -42,7 +42,9 @@ impl TcObject {
             loader.map_pin_path(MAP_ENDPOINTS, endpoints.as_path());
             loader.map_pin_path(MAP_COUNTERS, counters.as_path());
         }
-        let ebpf = loader.load(TC_OBJECT).map_err(DataplaneError::Object)?;
+        let ebpf = loader
+            .load(TC_OBJECT)
+            .map_err(|e| DataplaneError::Object(Box::new(e)))?;
         Ok(Self { ebpf })
     }
 

@@ -10,7 +10,6 @@ use std::{
 use super::DataplaneError;
 
 const BPFFS: &str = "/sys/fs/bpf";
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 pub fn root() -> PathBuf {
     Path::new(BPFFS).join("shortpath")
@@ -55,7 +54,8 @@ impl NodePins {
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
 }
 
 /// Mounts bpffs on `/sys/fs/bpf` unless it is there already.
