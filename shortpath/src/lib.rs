@@ -7,6 +7,7 @@
 //! - [`lab`]: the article's topology in network namespaces.
 //! - [`dataplane`]: the eBPF programs, their maps, attach and mode switch.
 
+pub mod bench;
 pub mod cli;
 pub mod control;
 pub mod dataplane;
@@ -14,6 +15,7 @@ pub mod lab;
 pub mod netns;
 pub mod nl;
 pub mod probe;
+pub mod report;
 pub mod runtime;
 pub mod sysctl;
 pub mod table;

@@ -32,6 +32,20 @@ impl Table {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
+
+    /// The same table as GitHub-flavoured Markdown.
+    pub fn markdown(&self) -> String {
+        let line = |cells: &[String]| {
+            let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+            format!("| {} |\n", cells.join(" | "))
+        };
+        let mut out = line(&self.headers);
+        out += &line(&vec!["---".to_owned(); self.headers.len()]);
+        for r in &self.rows {
+            out += &line(r);
+        }
+        out
+    }
 }
 
 impl fmt::Display for Table {
@@ -67,5 +81,9 @@ mod tests {
         let mut t = Table::new(["A", "LONGER"]);
         t.row(["xyz", "1"]).row(["x", "22"]);
         assert_eq!(t.to_string(), "A    LONGER\nxyz  1\nx    22\n");
+        assert_eq!(
+            t.markdown(),
+            "| A | LONGER |\n| --- | --- |\n| xyz | 1 |\n| x | 22 |\n"
+        );
     }
 }

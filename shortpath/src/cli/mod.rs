@@ -1,8 +1,10 @@
 //! The `shortpath` command line: argument types and what each command does.
 //! `main.rs` only parses and dispatches, so tests can drive the same code.
 
+mod bench;
 mod lab;
 mod mode;
+mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +35,11 @@ pub enum Command {
     /// Show or switch a running lab's dataplane: bridge, redirect or peer.
     /// Switching replaces programs in place; no packet is lost.
     Mode(mode::ModeArgs),
+    /// Measure every mode against the bridge baseline and the host floor.
+    Bench(bench::BenchArgs),
+    /// Reproduce the article on this machine: lab, bench, report.md and
+    /// plots, then clean up.
+    Report(report::ReportArgs),
 }
 
 /// Runs a command; returns the process exit code.
@@ -40,5 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Lab(cmd) => lab::run(cmd).await,
         Command::Mode(args) => mode::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Report(args) => report::run(args).await,
     }
 }

@@ -1,0 +1,122 @@
+//! `shortpath bench`: every mode measured against the bridge baseline and
+//! the host floor (node to node over the same link), in one run, with
+//! interleaved rounds so machine drift hits every mode alike.
+
+pub mod load;
+pub mod plot;
+mod result;
+mod run;
+pub mod stats;
+mod table;
+
+use std::{fmt, str::FromStr};
+
+use serde::Serialize;
+
+use crate::{control::ControlError, dataplane::Mode, netns::NetnsError};
+
+pub use load::{LoadOptions, Sample, Target, Test};
+pub use result::{BenchResult, Machine, Params, RoundResult, Summary};
+pub use run::{run, BenchConfig, Progress};
+pub use table::{human, latency_table, summary_table};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the benchmark server did not start within 2 s")]
+    ServerStart,
+    #[error("a benchmark thread panicked")]
+    Panicked,
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Control(Box<ControlError>),
+    #[error(
+        "lab {lab}: {what} (use a lab with two pods on its first node, or let bench build its own)"
+    )]
+    Topology { lab: String, what: String },
+    #[error("{mode} {test}: {source}")]
+    Test {
+        mode: BenchMode,
+        test: &'static str,
+        #[source]
+        source: Box<BenchError>,
+    },
+}
+
+impl From<ControlError> for BenchError {
+    fn from(e: ControlError) -> Self {
+        BenchError::Control(Box::new(e))
+    }
+}
+
+/// What a measurement runs on: a dataplane mode on the pod path, or the
+/// host floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMode {
+    Bridge,
+    Redirect,
+    Peer,
+    /// Node to node over the NIC: no pod, no bridge, no program.
+    Host,
+}
+
+impl BenchMode {
+    pub const ALL: [BenchMode; 4] = [
+        BenchMode::Bridge,
+        BenchMode::Redirect,
+        BenchMode::Peer,
+        BenchMode::Host,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchMode::Bridge => "bridge",
+            BenchMode::Redirect => "redirect",
+            BenchMode::Peer => "peer",
+            BenchMode::Host => "host",
+        }
+    }
+
+    /// The dataplane mode the lab is put in. The host floor runs with no
+    /// program attached.
+    pub fn dataplane(self) -> Mode {
+        match self {
+            BenchMode::Bridge | BenchMode::Host => Mode::Bridge,
+            BenchMode::Redirect => Mode::Redirect,
+            BenchMode::Peer => Mode::Peer,
+        }
+    }
+}
+
+impl fmt::Display for BenchMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BenchMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        BenchMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown mode {s:?}: use bridge, redirect, peer or host"))
+    }
+}
+
+/// Which pods the load runs between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// Pod on the first node → pod on the second node.
+    Remote,
+    /// Pod → another pod on the same node.
+    Local,
+}

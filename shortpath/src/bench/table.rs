@@ -1,0 +1,86 @@
+//! The summary table printed by `bench` and `report`.
+
+use super::{BenchMode, BenchResult};
+use crate::table::Table;
+
+/// Human figure: 3 significant digits with k/M suffixes for large values.
+pub fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.3}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// One row per test, one column per mode: median, and the ratios to bridge
+/// and host.
+pub fn summary_table(r: &BenchResult) -> Table {
+    let mut headers = vec!["TEST".to_owned(), "UNIT".to_owned()];
+    headers.extend(r.params.modes.iter().map(|m| m.name().to_uppercase()));
+    let mut t = Table::new(headers);
+    for &test in &r.params.tests {
+        let mut row = vec![test.name().to_owned(), test.unit().to_owned()];
+        for &mode in &r.params.modes {
+            let cell = match r.get(mode, test) {
+                None => "-".to_owned(),
+                Some(s) => {
+                    let mut c = human(s.value);
+                    if mode != BenchMode::Bridge {
+                        if let Some(b) = s.vs_bridge {
+                            c += &format!(" {b:.2}×bridge");
+                        }
+                    }
+                    if mode != BenchMode::Host {
+                        if let Some(h) = s.vs_host {
+                            c += &format!(" {h:.2}×host");
+                        }
+                    }
+                    if let Some(l) = s.loss_pct {
+                        c += &format!(" loss {l:.1}%");
+                    }
+                    c
+                }
+            };
+            row.push(cell);
+        }
+        t.row(row);
+    }
+    t
+}
+
+/// Latency percentiles of the request/response tests.
+pub fn latency_table(r: &BenchResult) -> Table {
+    let mut t = Table::new(["TEST", "MODE", "P50 µs", "P90 µs", "P99 µs", "P99.9 µs"]);
+    for &test in r.params.tests.iter().filter(|t| t.has_latency()) {
+        for &mode in &r.params.modes {
+            if let Some(l) = r.get(mode, test).and_then(|s| s.latency) {
+                t.row([
+                    test.name().to_owned(),
+                    mode.name().to_owned(),
+                    format!("{:.1}", l.p50_us),
+                    format!("{:.1}", l.p90_us),
+                    format!("{:.1}", l.p99_us),
+                    format!("{:.1}", l.p999_us),
+                ]);
+            }
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+
+    #[test]
+    fn human_figures() {
+        assert_eq!(human(31234.0), "31.2k");
+        assert_eq!(human(2_500_000.0), "2.500M");
+        assert_eq!(human(512.4), "512");
+        assert_eq!(human(9.876), "9.88");
+    }
+}

@@ -1,0 +1,55 @@
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::bench::{run_bench, BenchArgs};
+use crate::{
+    bench::{self, BenchMode, PathKind},
+    lab, report,
+};
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Directory for report.md, bench.json and the SVG plots.
+    #[arg(long, default_value = "shortpath-report")]
+    out: PathBuf,
+    /// Name of the lab the report builds (and removes).
+    #[arg(long, default_value = "spreport")]
+    name: String,
+    /// Seconds per test per round.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Rounds (each runs every mode once).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Parallel connections of tcp_stream.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+}
+
+pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        lab::load_state(&args.name)?.is_none(),
+        "lab {0} exists; the report builds its own: remove it (shortpath lab down --name {0}) or pass --name",
+        args.name
+    );
+    let bench_args = BenchArgs {
+        name: args.name.clone(),
+        modes: BenchMode::ALL.to_vec(),
+        tests: report::default_tests(),
+        duration: args.duration,
+        warmup: 0.5,
+        rounds: args.rounds,
+        path: PathKind::Remote,
+        streams: args.streams,
+        cpu: Vec::new(),
+        json: None,
+        plot: None,
+    };
+    let r = run_bench(&bench_args).await?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let path = report::write(&r, &[], &command, &args.out)?;
+    print!("{}", bench::summary_table(&r));
+    eprintln!("wrote {}", path.display());
+    Ok(0)
+}
