@@ -260,40 +260,73 @@ fn rr_loop(
 }
 
 /// A TCP server accepting until `stop`; each connection is handled by
-/// `conn` on its own thread (threads inherit the namespace).
-fn tcp_server<F>(target: &Target, cpu: Option<usize>, conn: F) -> Result<Server<()>, BenchError>
+/// `conn` on its own thread (threads inherit the namespace). `accept`
+/// blocks (a polling loop would steal CPU from the measurement);
+/// [`TcpServer::finish`] wakes it with one last connection. `inline`
+/// handles each connection on the accepting thread, as a netperf server
+/// does for connect/request/response.
+fn tcp_server<F>(
+    target: &Target,
+    cpu: Option<usize>,
+    inline: bool,
+    conn: F,
+) -> Result<TcpServer, BenchError>
 where
     F: Fn(TcpStream) + Send + Sync + Clone + 'static,
 {
     let addr = target.addr;
-    Server::start(target, cpu, move |port, stop| {
+    let server = Server::start(target, cpu, move |port, stop| {
         let l = TcpListener::bind(SocketAddr::new(addr, 0)).map_err(io("tcp bind"))?;
-        l.set_nonblocking(true).map_err(io("tcp"))?;
         let _ = port.send(l.local_addr().map_err(io("tcp"))?.port());
         let mut workers = Vec::new();
-        while !stop.load(Ordering::Acquire) {
-            match l.accept() {
-                Ok((c, _)) => {
-                    let _ = c.set_nonblocking(false);
-                    let _ = c.set_nodelay(true);
-                    let conn = conn.clone();
-                    workers.push(std::thread::spawn(move || {
-                        pin(cpu);
-                        conn(c)
-                    }));
-                    workers.retain(|w| !w.is_finished());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                Err(e) => return Err(io("tcp accept")(e)),
+        loop {
+            let (c, _) = l.accept().map_err(io("tcp accept"))?;
+            if stop.load(Ordering::Acquire) {
+                break;
             }
+            let _ = c.set_nodelay(true);
+            if inline {
+                // Short connections (tcp_crr): no thread per connection.
+                conn(c);
+                continue;
+            }
+            let conn = conn.clone();
+            workers.push(std::thread::spawn(move || {
+                pin(cpu);
+                conn(c)
+            }));
+            workers.retain(|w| !w.is_finished());
         }
         for w in workers {
             let _ = w.join();
         }
         Ok(())
+    })?;
+    Ok(TcpServer {
+        server,
+        ns: target.server.clone(),
+        addr,
     })
+}
+
+struct TcpServer {
+    server: Server<()>,
+    ns: Netns,
+    addr: IpAddr,
+}
+
+impl TcpServer {
+    fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    fn finish(self) -> Result<(), BenchError> {
+        self.server.stop.store(true, Ordering::Release);
+        let dst = SocketAddr::new(self.addr, self.server.port);
+        netns::run_in_blocking(&self.ns, move || TcpStream::connect_timeout(&dst, TIMEOUT))?
+            .map_err(io("tcp wake server"))?;
+        self.server.finish()
+    }
 }
 
 /// Answers each 1-byte request with 1 byte until the peer closes.
@@ -309,8 +342,8 @@ fn echo_requests(mut c: TcpStream) {
 
 fn tcp_rr(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
     let (ccpu, scpu) = cpus(opts);
-    let server = tcp_server(target, scpu, echo_requests)?;
-    let dst = SocketAddr::new(target.addr, server.port);
+    let server = tcp_server(target, scpu, false, echo_requests)?;
+    let dst = SocketAddr::new(target.addr, server.port());
     let duration = opts.duration;
     let r = client(target, ccpu, move || {
         let mut c = TcpStream::connect_timeout(&dst, TIMEOUT).map_err(io("tcp connect"))?;
@@ -327,8 +360,8 @@ fn tcp_rr(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
 
 fn tcp_crr(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
     let (ccpu, scpu) = cpus(opts);
-    let server = tcp_server(target, scpu, echo_requests)?;
-    let dst = SocketAddr::new(target.addr, server.port);
+    let server = tcp_server(target, scpu, true, echo_requests)?;
+    let dst = SocketAddr::new(target.addr, server.port());
     let duration = opts.duration;
     let r = client(target, ccpu, move || {
         rr_loop(duration, |buf| {
@@ -351,7 +384,7 @@ fn tcp_stream(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError>
     let (ccpu, scpu) = cpus(opts);
     let received = Arc::new(AtomicU64::new(0));
     let rx = received.clone();
-    let server = tcp_server(target, scpu, move |mut c| {
+    let server = tcp_server(target, scpu, false, move |mut c| {
         let mut buf = vec![0u8; 256 * 1024];
         while let Ok(n) = c.read(&mut buf) {
             if n == 0 {
@@ -360,7 +393,7 @@ fn tcp_stream(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError>
             rx.fetch_add(n as u64, Ordering::Relaxed);
         }
     })?;
-    let dst = SocketAddr::new(target.addr, server.port);
+    let dst = SocketAddr::new(target.addr, server.port());
     let (duration, streams) = (opts.duration, opts.streams.max(1));
     let counter = received.clone();
     let r = client(target, ccpu, move || {

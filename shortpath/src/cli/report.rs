@@ -25,6 +25,11 @@ pub struct ReportArgs {
     /// Parallel connections of tcp_stream.
     #[arg(long, default_value_t = 1)]
     streams: usize,
+    /// CPUs for client and server ("C,S", or one for both). Default: both
+    /// on CPU 0, so every mode pays the same (no cross-CPU wake-ups, which
+    /// on small VMs cost more than the whole network path).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    cpu: Vec<usize>,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
@@ -42,7 +47,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
         rounds: args.rounds,
         path: PathKind::Remote,
         streams: args.streams,
-        cpu: Vec::new(),
+        cpu: args.cpu.clone(),
         json: None,
         plot: None,
     };
