@@ -9,14 +9,22 @@ pub mod counters;
 pub mod csum;
 pub mod endpoint;
 pub mod mode;
+pub mod trace;
 
 #[cfg(feature = "user")]
 mod pod {
-    use crate::{counters::CounterKey, endpoint::Endpoint, endpoint::EndpointKey};
+    use crate::{
+        counters::CounterKey,
+        endpoint::{Endpoint, EndpointKey},
+        trace::{CpuState, Offsets, TraceEvent},
+    };
 
-    // SAFETY: all three are `#[repr(C)]`, contain only integers and byte arrays,
+    // SAFETY: all of them are `#[repr(C)]`, contain only integers and byte arrays,
     // and have explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for EndpointKey {}
     unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for CounterKey {}
+    unsafe impl aya::Pod for TraceEvent {}
+    unsafe impl aya::Pod for Offsets {}
+    unsafe impl aya::Pod for CpuState {}
 }

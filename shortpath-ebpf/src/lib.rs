@@ -3,6 +3,7 @@
 //!
 //! - [`from_nic`]: TC ingress of the node NIC (traffic arriving for pods).
 //! - [`from_pod`]: TC ingress of a pod's host-side veth (traffic pods send).
+//! - [`trace`]: tracepoint programs of the packet-path tracer.
 //!
 //! The binaries under `src/bin/` only declare the entry points; everything
 //! they run lives here so it can be read (and reviewed) by concern.
@@ -17,3 +18,4 @@ pub mod maps;
 pub mod parse;
 pub mod redirect;
 pub mod rewrite;
+pub mod trace;

@@ -6,6 +6,9 @@
 //! - [`netns`], [`nl`], [`sysctl`]: namespaces and netlink plumbing.
 //! - [`lab`]: the article's topology in network namespaces.
 //! - [`dataplane`]: the eBPF programs, their maps, attach and mode switch.
+//! - [`control`]: keeps a lab and its dataplane in step.
+//! - [`bench`], [`trace`], [`report`]: the proof: load generator, per-packet
+//!   kernel path tracer, and the article reproduced as a report.
 
 pub mod bench;
 pub mod cli;
@@ -19,3 +22,4 @@ pub mod report;
 pub mod runtime;
 pub mod sysctl;
 pub mod table;
+pub mod trace;

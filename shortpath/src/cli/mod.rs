@@ -5,6 +5,7 @@ mod bench;
 mod lab;
 mod mode;
 mod report;
+mod trace;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +41,9 @@ pub enum Command {
     /// Reproduce the article on this machine: lab, bench, report.md and
     /// plots, then clean up.
     Report(report::ReportArgs),
+    /// Trace each mode's per-packet kernel path: devices, softirqs,
+    /// backlog enqueues, route lookups, path time, drops.
+    Trace(trace::TraceArgs),
 }
 
 /// Runs a command; returns the process exit code.
@@ -49,5 +53,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Mode(args) => mode::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Report(args) => report::run(args).await,
+        Command::Trace(args) => trace::run(args).await,
     }
 }

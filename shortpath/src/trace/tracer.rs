@@ -1,0 +1,207 @@
+//! Loads the tracer object, attaches its raw tracepoint programs and
+//! collects events from the ring buffer on a dedicated thread, until
+//! stopped. Everything (object, links, ring buffer) lives and dies on that
+//! thread: dropping it detaches the programs.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use aya::{
+    include_bytes_aligned,
+    maps::{HashMap, PerCpuArray, RingBuf},
+    programs::RawTracePoint,
+    Ebpf, EbpfLoader,
+};
+use shortpath_common::trace::{Offsets, TraceEvent};
+
+use super::{btf::Btf, TraceError};
+
+/// The tracer programs, built by `build.rs`.
+static TRACE_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-trace"));
+
+/// (program, tracepoint) pairs; the program names are the tracepoints'.
+pub const TRACEPOINTS: &[&str] = &[
+    "softirq_entry",
+    "softirq_exit",
+    "netif_receive_skb",
+    "netif_rx",
+    "net_dev_queue",
+    "net_dev_start_xmit",
+    "fib_table_lookup",
+    "sk_data_ready",
+    "kfree_skb",
+];
+
+/// Which packets to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// Only the tracer's own probe packets (tagged payload).
+    Probes,
+    /// Every IPv4 packet in the lab's namespaces, 1 in `n` (by header).
+    Sample(u32),
+}
+
+/// Resolves the kernel offsets the programs need from BTF.
+pub fn offsets(btf: &Btf, filter: Filter) -> Result<Offsets, TraceError> {
+    let nd_net = btf.offset("possible_net_t", &["net"])?;
+    let prev = btf.offset("sk_buff_head", &["prev"])?;
+    if prev != 8 {
+        return Err(TraceError::Btf {
+            what: format!("sk_buff_head.prev is at {prev}, the tracer expects 8"),
+        });
+    }
+    let (tagged_only, sample) = match filter {
+        Filter::Probes => (1, 1),
+        Filter::Sample(n) => (0, n.max(1)),
+    };
+    Ok(Offsets {
+        valid: 1,
+        tagged_only,
+        sample,
+        skb_dev: btf.offset("sk_buff", &["dev"])?,
+        skb_head: btf.offset("sk_buff", &["head"])?,
+        skb_data: btf.offset("sk_buff", &["data"])?,
+        skb_network_header: btf.offset("sk_buff", &["network_header"])?,
+        skb_iif: btf.offset("sk_buff", &["skb_iif"])?,
+        dev_ifindex: btf.offset("net_device", &["ifindex"])?,
+        dev_nd_net: btf.offset("net_device", &["nd_net"])? + nd_net,
+        net_inum: btf.offset("net", &["ns", "inum"])?,
+        sock_net: btf.offset("sock", &["__sk_common", "skc_net"])? + nd_net,
+        sock_receive_queue_tail: btf.offset("sock", &["sk_receive_queue"])? + prev,
+        nhc_dev: btf.offset("fib_nh_common", &["nhc_dev"])?,
+        flowi4_daddr: btf.offset("flowi4", &["daddr"])?,
+    })
+}
+
+/// What a tracer run collected.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub events: Vec<TraceEvent>,
+    /// Events the ring buffer had no room for.
+    pub lost: u64,
+}
+
+/// A running tracer; [`Tracer::stop`] detaches it and returns the events.
+pub struct Tracer {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Collected, TraceError>>,
+}
+
+impl Tracer {
+    /// Loads and attaches the programs, filtering on the namespaces with
+    /// the given inode numbers. Returns once every program is attached.
+    pub fn start(netns: &[u32], offsets: Offsets) -> Result<Self, TraceError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let netns = netns.to_vec();
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("shortpath-trace".into())
+            .spawn(move || {
+                let mut ebpf = match attach(&netns, offsets) {
+                    Ok(e) => {
+                        let _ = ready_tx.send(Ok(()));
+                        e
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(Collected::default());
+                    }
+                };
+                collect(&mut ebpf, &s)
+            })
+            .map_err(|e| TraceError::Io {
+                what: "spawn tracer thread",
+                source: e,
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self { stop, thread }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(TraceError::Panicked),
+        }
+    }
+
+    /// Stops collecting, detaches the programs and returns the events.
+    pub fn stop(self) -> Result<Collected, TraceError> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.join().map_err(|_| TraceError::Panicked)?
+    }
+}
+
+fn attach(netns: &[u32], offsets: Offsets) -> Result<Ebpf, TraceError> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global("OFFSETS", &offsets, true)
+        .load(TRACE_OBJECT)
+        .map_err(|e| TraceError::Load(Box::new(e)))?;
+    {
+        let map = ebpf.map_mut("NETNS").ok_or(TraceError::NoMap("NETNS"))?;
+        let mut filter: HashMap<_, u32, u32> =
+            HashMap::try_from(map).map_err(|e| TraceError::map("NETNS", e))?;
+        for (i, inum) in netns.iter().enumerate() {
+            filter
+                .insert(inum, i as u32, 0)
+                .map_err(|e| TraceError::map("NETNS", e))?;
+        }
+    }
+    for &tp in TRACEPOINTS {
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(tp)
+            .ok_or(TraceError::NoProgram(tp))?
+            .try_into()
+            .map_err(|e| TraceError::program(tp, e))?;
+        prog.load().map_err(|e| TraceError::program(tp, e))?;
+        prog.attach(tp).map_err(|e| TraceError::Attach {
+            tracepoint: tp,
+            source: Box::new(e),
+        })?;
+    }
+    Ok(ebpf)
+}
+
+fn collect(ebpf: &mut Ebpf, stop: &AtomicBool) -> Result<Collected, TraceError> {
+    let mut out = Collected::default();
+    {
+        let map = ebpf.map_mut("EVENTS").ok_or(TraceError::NoMap("EVENTS"))?;
+        let mut ring = RingBuf::try_from(map).map_err(|e| TraceError::map("EVENTS", e))?;
+        let mut last_round = false;
+        loop {
+            while let Some(item) = ring.next() {
+                if item.len() >= size_of::<TraceEvent>() {
+                    // SAFETY: the programs write whole `TraceEvent`s; the
+                    // read is unaligned-safe.
+                    out.events.push(unsafe {
+                        std::ptr::read_unaligned(item.as_ptr().cast::<TraceEvent>())
+                    });
+                }
+            }
+            if last_round {
+                break;
+            }
+            if stop.load(Ordering::Acquire) {
+                // One more pass picks up what was written meanwhile.
+                last_round = true;
+                continue;
+            }
+            // The programs write without waking us (see `points::submit`):
+            // poll on a timer. 16 MiB hold ~230k events, seconds of probes.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let map = ebpf.map("LOST").ok_or(TraceError::NoMap("LOST"))?;
+    let lost: PerCpuArray<_, u64> =
+        PerCpuArray::try_from(map).map_err(|e| TraceError::map("LOST", e))?;
+    out.lost = lost
+        .get(&0, 0)
+        .map(|v| v.iter().sum())
+        .map_err(|e| TraceError::map("LOST", e))?;
+    Ok(out)
+}
