@@ -21,6 +21,9 @@ use super::{
 };
 use crate::{bench::Machine, control, dataplane, dataplane::Mode, lab, netns::Netns};
 
+/// How long a packet may wait for ARP before the kernel drops it.
+const NEIGHBOUR_TIMEOUT: Duration = Duration::from_millis(3500);
+
 #[derive(Clone, Debug)]
 pub struct TraceConfig {
     pub lab: String,
@@ -295,12 +298,22 @@ async fn trace_once(
             None
         }
         None => {
-            let probe = probe.clone();
-            let counts = tokio::task::spawn_blocking(move || probe.run())
+            let stream = probe.clone();
+            let counts = tokio::task::spawn_blocking(move || stream.run())
                 .await
                 .map_err(|_| TraceError::Panicked);
             match counts {
-                Ok(Ok(c)) => Some(c),
+                Ok(Ok(c)) => {
+                    // Probes to an address without a pod wait in the
+                    // neighbour queue until resolution fails (3 probes, 1 s
+                    // apart): stay attached to see where they are dropped.
+                    let linger = match probe.receiver {
+                        Some(_) => Duration::from_millis(100),
+                        None => NEIGHBOUR_TIMEOUT,
+                    };
+                    tokio::time::sleep(linger).await;
+                    Some(c)
+                }
                 Ok(Err(e)) | Err(e) => {
                     let _ = tracer.stop();
                     return Err(e);
