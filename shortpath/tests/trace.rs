@@ -74,6 +74,11 @@ fn each_mode_takes_the_path_the_article_describes() {
                 "{mode} {dir}: {s}"
             );
             assert!(num(s, "devices_share") > 0.9, "{mode} {dir}: {s}");
+            // The skb address survives veths, the bridge and redirects.
+            assert!(
+                (num(s, "skbs_per_packet") - 1.0).abs() < 0.05,
+                "{mode} {dir}: {s}"
+            );
         }
         let rx = &v["summary"][mode]["rx"];
         // The lab's wire is a veth: one backlog enqueue before the NIC.
@@ -158,6 +163,12 @@ fn probes_to_an_address_without_a_pod_are_dropped_with_a_reason() {
     assert!(
         drops.keys().all(|r| r.starts_with("NEIGH_")),
         "drops are attributed to neighbour resolution: {rx}"
+    );
+    let at = rx["drops_at"].as_object().unwrap();
+    let br = lab.plan().node("node-b").unwrap().bridge.clone();
+    assert!(
+        at.keys().all(|k| k.ends_with(&format!("/{br}"))),
+        "dropped on node-b's bridge, waiting for ARP: {rx}"
     );
     assert!(v["summary"]["peer"]["tx"].is_null(), "--direction rx only");
 }

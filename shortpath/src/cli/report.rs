@@ -5,7 +5,11 @@ use clap::Args;
 use super::bench::{run_bench, BenchArgs};
 use crate::{
     bench::{self, BenchMode, PathKind},
-    lab, report,
+    control,
+    dataplane::Mode,
+    lab::{self, config::Config},
+    report,
+    trace::{self, Direction, TraceConfig},
 };
 
 #[derive(Debug, Args)]
@@ -30,6 +34,9 @@ pub struct ReportArgs {
     /// on small VMs cost more than the whole network path).
     #[arg(long, value_delimiter = ',', default_value = "0")]
     cpu: Vec<usize>,
+    /// Probe packets per mode for the kernel path trace (0: no trace).
+    #[arg(long, default_value_t = 10_000)]
+    trace_packets: u32,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
@@ -38,6 +45,34 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
         "lab {0} exists; the report builds its own: remove it (shortpath lab down --name {0}) or pass --name",
         args.name
     );
+    eprintln!("building lab {}", args.name);
+    control::up(
+        &args.name,
+        &Config::default_lab(),
+        false,
+        Mode::Bridge,
+        None,
+    )
+    .await?;
+    let measured = measure(&args).await;
+    let down = control::down(&args.name).await;
+    let (r, t) = measured?;
+    down?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let path = report::write(&r, t.as_ref(), &command, &args.out)?;
+    print!("{}", bench::summary_table(&r));
+    if let Some(t) = &t {
+        println!();
+        print!("{}", t.table());
+    }
+    eprintln!("wrote {}", path.display());
+    Ok(0)
+}
+
+/// Bench, then trace, on the report's lab.
+async fn measure(
+    args: &ReportArgs,
+) -> anyhow::Result<(bench::BenchResult, Option<trace::TraceResult>)> {
     let bench_args = BenchArgs {
         name: args.name.clone(),
         modes: BenchMode::ALL.to_vec(),
@@ -52,9 +87,19 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
         plot: None,
     };
     let r = run_bench(&bench_args).await?;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let path = report::write(&r, &[], &command, &args.out)?;
-    print!("{}", bench::summary_table(&r));
-    eprintln!("wrote {}", path.display());
-    Ok(0)
+    if args.trace_packets == 0 {
+        return Ok((r, None));
+    }
+    let cfg = TraceConfig {
+        lab: args.name.clone(),
+        modes: Mode::ALL.to_vec(),
+        directions: vec![Direction::Rx, Direction::Tx],
+        packets: args.trace_packets,
+        rate_pps: 5_000,
+        to: None,
+        follow: None,
+        sample: 1,
+    };
+    let t = trace::run(&cfg, &|what: &str| eprintln!("{what}")).await?;
+    Ok((r, Some(t)))
 }

@@ -1,6 +1,6 @@
 //! `shortpath report`: the article reproduced on this machine — a Markdown
-//! report with tables, ratios and SVG plots from one bench run (and the
-//! trace, when given).
+//! report with tables, ratios and SVG plots from one bench run and one
+//! trace run.
 
 use std::{
     fmt::Write as _,
@@ -8,7 +8,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::bench::{self, plot, BenchMode, BenchResult, Test};
+use crate::{
+    bench::{self, plot, BenchMode, BenchResult, Test},
+    trace::{Direction, TraceResult},
+};
 
 /// What each mode skips, in the article's terms.
 const MODES: &str = "\
@@ -71,15 +74,79 @@ fn path_name(r: &BenchResult) -> &'static str {
     }
 }
 
-/// Extra sections (e.g. the tracer's table) appended to the report.
-pub struct Section {
-    pub title: String,
-    pub body: String,
+/// The tracer's plots: path time per mode (median bar, whisker to p99),
+/// one per direction.
+pub fn write_trace_plots(t: &TraceResult, dir: &Path) -> io::Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
+    let mut files = Vec::new();
+    for &dir_ in &t.params.directions {
+        let bars: Vec<(&str, f64, f64, f64)> = t
+            .params
+            .modes
+            .iter()
+            .filter_map(|m| {
+                let s = t.get(*m, dir_)?;
+                Some((m.as_str(), s.path_us_p50?, s.path_us_p50?, s.path_us_p99?))
+            })
+            .collect();
+        if bars.is_empty() {
+            continue;
+        }
+        let (what, name) = match dir_ {
+            Direction::Rx => ("RX path: NIC → pod socket", "trace_rx_path.svg"),
+            Direction::Tx => ("TX path: pod → NIC", "trace_tx_path.svg"),
+        };
+        let title = format!("{what} (p50, whisker to p99)");
+        std::fs::write(dir.join(name), plot::bars(&title, "µs", &bars, None))?;
+        files.push(name.to_owned());
+    }
+    Ok(files)
+}
+
+/// The tracer's section of the report.
+fn trace_section(t: &TraceResult) -> String {
+    let mut md = String::from("## Kernel path per packet (`shortpath trace`)\n\n");
+    let _ = writeln!(
+        md,
+        "{} tagged UDP probes per mode at {} packets/s, {} → {}, followed through the kernel's tracepoints \
+         (`netif_receive_skb`, `netif_rx`, `net_dev_queue`, `net_dev_start_xmit`, `fib_table_lookup`, `sk_data_ready`, `kfree_skb`, NET_RX softirq entry/exit). \
+         RX: first `netif_receive_skb` on the receiving node's NIC → `sk_data_ready` on the pod's socket. \
+         TX: first `net_dev_queue` on the pod's interface → `net_dev_start_xmit` on the sending node's NIC. \
+         `vs bridge` is the change of the median path time.\n",
+        t.params.packets, t.params.rate_pps, t.params.from, t.params.to
+    );
+    md += &t.table().markdown();
+    md.push('\n');
+    let _ = writeln!(
+        md,
+        "Route lookups count every `fib_table_lookup` on the path; in brackets those in the node's namespace \
+         (the stack forwarding, or the dataplane's own `bpf_fib_lookup` on TX). The lab's wire is a veth pair, \
+         so every mode also has one backlog enqueue before the receiving NIC; it is not counted above.\n"
+    );
+    for (mode, run) in &t.runs {
+        if let Some(p) = run.paths.get(&Direction::Rx) {
+            let _ = writeln!(
+                md,
+                "<details><summary>{mode}: one RX packet, {:.1} µs</summary>\n\n{}\n</details>\n",
+                p.path_ns.unwrap_or_default() as f64 / 1000.0,
+                crate::trace::summary::listing(p).markdown()
+            );
+        }
+    }
+    md
 }
 
 /// Writes `dir/report.md` and the plots; returns the report's path.
-pub fn write(r: &BenchResult, extra: &[Section], command: &str, dir: &Path) -> io::Result<PathBuf> {
-    let plots = write_plots(r, dir)?;
+pub fn write(
+    r: &BenchResult,
+    trace: Option<&TraceResult>,
+    command: &str,
+    dir: &Path,
+) -> io::Result<PathBuf> {
+    let mut plots = write_plots(r, dir)?;
+    if let Some(t) = trace {
+        plots.extend(write_trace_plots(t, dir)?);
+    }
     let mut md = String::new();
     let _ = writeln!(md, "# shortpath report\n");
     let _ = writeln!(
@@ -106,8 +173,8 @@ pub fn write(r: &BenchResult, extra: &[Section], command: &str, dir: &Path) -> i
     md += &bench::latency_table(r).markdown();
     md.push('\n');
     md += &findings(r);
-    for s in extra {
-        let _ = writeln!(md, "## {}\n\n{}\n", s.title, s.body);
+    if let Some(t) = trace {
+        md += &trace_section(t);
     }
     if !plots.is_empty() {
         let _ = writeln!(md, "## Plots\n");
@@ -117,7 +184,7 @@ pub fn write(r: &BenchResult, extra: &[Section], command: &str, dir: &Path) -> i
     }
     let _ = writeln!(
         md,
-        "## Raw figures\n\nEvery round of every mode and test is in the JSON written next to this report (`bench.json`)."
+        "## Raw figures\n\nEvery round of every mode and test is in the JSON written next to this report (`bench.json`; the trace in `trace.json`)."
     );
     let path = dir.join("report.md");
     std::fs::write(&path, md)?;
@@ -125,6 +192,12 @@ pub fn write(r: &BenchResult, extra: &[Section], command: &str, dir: &Path) -> i
         dir.join("bench.json"),
         serde_json::to_string_pretty(r).map_err(io::Error::other)?,
     )?;
+    if let Some(t) = trace {
+        std::fs::write(
+            dir.join("trace.json"),
+            serde_json::to_string_pretty(t).map_err(io::Error::other)?,
+        )?;
+    }
     Ok(path)
 }
 

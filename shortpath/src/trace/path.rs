@@ -113,6 +113,9 @@ pub struct Hop {
     /// The hop is in a node's namespace (not a pod's).
     #[serde(skip)]
     pub in_node: bool,
+    /// Address of the `sk_buff`.
+    #[serde(skip)]
+    pub skb: u64,
 }
 
 /// A packet's path through one node in one direction.
@@ -166,6 +169,27 @@ impl PacketPath {
 
     fn count(&self, kind: EventKind) -> usize {
         self.hops.iter().filter(|h| h.kind == kind).count()
+    }
+
+    /// Distinct `sk_buff` addresses along the path: 1 when the kernel kept
+    /// the same buffer across devices, namespaces and redirects.
+    pub fn skb_addresses(&self) -> usize {
+        self.hops
+            .iter()
+            .map(|h| h.skb)
+            .collect::<HashSet<_>>()
+            .len()
+    }
+
+    /// Where a dropped packet was dropped: "namespace/device".
+    pub fn drop_site(&self) -> Option<String> {
+        self.drop_reason?;
+        let h = self.hops.last()?;
+        Some(format!(
+            "{}/{}",
+            h.netns,
+            h.device.as_deref().unwrap_or("-")
+        ))
     }
 
     /// Devices crossed, in order.
@@ -272,7 +296,7 @@ pub fn assemble(view: &View, events: &[TraceEvent]) -> Vec<PacketPath> {
             }
             let device = match kind {
                 EventKind::SocketReady if e.iif != 0 => Some(view.device(e.netns, e.iif)),
-                EventKind::RouteLookup | EventKind::SocketReady | EventKind::Drop => None,
+                EventKind::RouteLookup | EventKind::SocketReady => None,
                 _ if e.ifindex != 0 => Some(view.device(e.netns, e.ifindex)),
                 _ => None,
             };
@@ -287,6 +311,7 @@ pub fn assemble(view: &View, events: &[TraceEvent]) -> Vec<PacketPath> {
                 softirq: e.softirq,
                 arg: e.arg,
                 in_node: view.nodes.iter().any(|n| n.netns == e.netns),
+                skb: e.skb,
             });
             let end = match dir {
                 Direction::Rx => {
@@ -476,6 +501,7 @@ mod tests {
         assert_eq!(tx.path_ns, Some(7_000));
         assert_eq!(rx.path_ns, Some(9_000));
         assert_eq!(rx.tag, Some(7));
+        assert_eq!(rx.skb_addresses(), 1);
     }
 
     #[test]
@@ -526,6 +552,7 @@ mod tests {
         s.events.last_mut().unwrap().arg = 73;
         let paths = assemble(&view(), &s.events);
         assert_eq!(paths[0].drop_reason, Some(73));
+        assert_eq!(paths[0].drop_site().as_deref(), Some("node-b/br0"));
         assert!(!paths[0].complete());
         assert_eq!(drops_by_reason(&paths).get(&73), Some(&1));
     }

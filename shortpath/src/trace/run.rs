@@ -83,7 +83,8 @@ impl TraceResult {
     }
 
     pub fn table(&self) -> crate::table::Table {
-        summary::table(&self.summary)
+        let order: Vec<String> = self.params.modes.iter().map(Mode::to_string).collect();
+        summary::table(&self.summary, &order)
     }
 }
 

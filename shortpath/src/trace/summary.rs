@@ -34,8 +34,13 @@ pub struct DirectionSummary {
     pub devices: Vec<String>,
     /// Share of complete paths that crossed exactly `devices`.
     pub devices_share: Option<f64>,
+    /// Distinct `sk_buff` addresses per packet (1: the buffer survived
+    /// every hop; packets are matched by header and probe tag anyway).
+    pub skbs_per_packet: Option<f64>,
     /// Dropped packets by kernel drop reason.
     pub drops: BTreeMap<String, u64>,
+    /// Dropped packets by "namespace/device" where they were freed.
+    pub drops_at: BTreeMap<String, u64>,
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -75,9 +80,13 @@ pub fn summarize(
         .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
         .unwrap_or_default();
     let mut drops = BTreeMap::new();
+    let mut drops_at = BTreeMap::new();
     for p in &mine {
         if let Some(r) = p.drop_reason {
             *drops.entry(reason(r)).or_default() += 1;
+        }
+        if let Some(site) = p.drop_site() {
+            *drops_at.entry(site).or_default() += 1;
         }
     }
     DirectionSummary {
@@ -98,7 +107,9 @@ pub fn summarize(
         },
         devices_share: (!done.is_empty()).then(|| count as f64 / done.len() as f64),
         devices,
+        skbs_per_packet: mean(done.iter().map(|p| p.skb_addresses() as f64)),
         drops,
+        drops_at,
     }
 }
 
@@ -133,8 +144,12 @@ fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
 }
 
-/// One row per mode and direction, with the path time cut against bridge.
-pub fn table(summary: &BTreeMap<String, BTreeMap<Direction, DirectionSummary>>) -> Table {
+/// One row per mode (in `order`) and direction, with the path time cut
+/// against bridge.
+pub fn table(
+    summary: &BTreeMap<String, BTreeMap<Direction, DirectionSummary>>,
+    order: &[String],
+) -> Table {
     let mut t = Table::new([
         "mode",
         "dir",
@@ -148,7 +163,10 @@ pub fn table(summary: &BTreeMap<String, BTreeMap<Direction, DirectionSummary>>) 
         "devices",
         "drops",
     ]);
-    for (mode, dirs) in summary {
+    for mode in order {
+        let Some(dirs) = summary.get(mode) else {
+            continue;
+        };
         for (dir, s) in dirs {
             let base = summary
                 .get("bridge")
