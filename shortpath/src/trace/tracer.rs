@@ -79,11 +79,15 @@ pub fn offsets(btf: &Btf, filter: Filter) -> Result<Offsets, TraceError> {
     })
 }
 
+/// Events kept in memory at most (72 bytes each, about 600 MB); beyond
+/// that events are counted as lost: follow busy traffic with `--sample`.
+const MAX_EVENTS: usize = 8 << 20;
+
 /// What a tracer run collected.
 #[derive(Debug, Default)]
 pub struct Collected {
     pub events: Vec<TraceEvent>,
-    /// Events the ring buffer had no room for.
+    /// Events the ring buffer had no room for, or beyond [`MAX_EVENTS`].
     pub lost: u64,
 }
 
@@ -175,7 +179,9 @@ fn collect(ebpf: &mut Ebpf, stop: &AtomicBool) -> Result<Collected, TraceError> 
         let mut last_round = false;
         loop {
             while let Some(item) = ring.next() {
-                if item.len() >= size_of::<TraceEvent>() {
+                if out.events.len() >= MAX_EVENTS {
+                    out.lost += 1;
+                } else if item.len() >= size_of::<TraceEvent>() {
                     // SAFETY: the programs write whole `TraceEvent`s; the
                     // read is unaligned-safe.
                     out.events.push(unsafe {
@@ -199,9 +205,9 @@ fn collect(ebpf: &mut Ebpf, stop: &AtomicBool) -> Result<Collected, TraceError> 
     let map = ebpf.map("LOST").ok_or(TraceError::NoMap("LOST"))?;
     let lost: PerCpuArray<_, u64> =
         PerCpuArray::try_from(map).map_err(|e| TraceError::map("LOST", e))?;
-    out.lost = lost
+    out.lost += lost
         .get(&0, 0)
-        .map(|v| v.iter().sum())
+        .map(|v| v.iter().sum::<u64>())
         .map_err(|e| TraceError::map("LOST", e))?;
     Ok(out)
 }
