@@ -124,7 +124,11 @@ pub struct Offsets {
     pub dev_nd_net: u32,
     pub net_inum: u32,
     pub sock_net: u32,
-    pub sock_receive_queue_tail: u32,
+    /// `sock.sk_receive_queue` (a `sk_buff_head`), and in it `prev`
+    /// (the tail) and `qlen`.
+    pub sock_receive_queue: u32,
+    pub queue_tail: u32,
+    pub queue_qlen: u32,
     pub nhc_dev: u32,
     pub flowi4_daddr: u32,
 }
@@ -144,7 +148,9 @@ impl Offsets {
         dev_nd_net: 0,
         net_inum: 0,
         sock_net: 0,
-        sock_receive_queue_tail: 0,
+        sock_receive_queue: 0,
+        queue_tail: 0,
+        queue_qlen: 0,
         nhc_dev: 0,
         flowi4_daddr: 0,
     };

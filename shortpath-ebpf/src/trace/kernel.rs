@@ -1,14 +1,28 @@
-//! Reads of kernel memory. Every read goes through `bpf_probe_read_kernel`
-//! at an offset from [`Offsets`]; a failed read gives `None`, never a fault.
+//! Reads of kernel memory. Structure fields are plain loads through the
+//! BTF-typed pointers `tp_btf` programs receive (the verifier checks each
+//! offset against the kernel's BTF; a NULL or bad pointer reads as zero).
+//! Packet bytes, which BTF does not describe, go through
+//! `bpf_probe_read_kernel`.
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
-use shortpath_common::trace::{Offsets, TraceEvent, FLAG_IPV4, FLAG_TAGGED, TAG_MAGIC};
+use shortpath_common::trace::{TraceEvent, FLAG_IPV4, FLAG_TAGGED, TAG_MAGIC};
+
+use super::maps::offset;
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
+/// A field of a kernel structure: `*(base + off)`.
 #[inline(always)]
-pub fn read<T>(addr: u64) -> Option<T> {
+pub fn field<T: Copy>(base: u64, off: u64) -> T {
+    // SAFETY: `base` is a BTF-typed kernel pointer; the verifier turns the
+    // load into a checked, fault-tolerant one.
+    unsafe { core::ptr::read_volatile((base + off) as *const T) }
+}
+
+/// Bytes the kernel's BTF does not describe (packet data).
+#[inline(always)]
+pub fn bytes<T>(addr: u64) -> Option<T> {
     if addr == 0 {
         return None;
     }
@@ -16,32 +30,34 @@ pub fn read<T>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
-/// `net->ns.inum` of a `possible_net_t` at `at`.
+/// `net->ns.inum` of a `possible_net_t` at `possible_net`.
 #[inline(always)]
-pub fn netns_inum(o: &Offsets, possible_net: u64) -> u32 {
-    read::<u64>(possible_net)
-        .and_then(|net| read::<u32>(net + o.net_inum as u64))
-        .unwrap_or(0)
+pub fn netns_inum(possible_net: u64) -> u32 {
+    let net: u64 = field(possible_net, 0);
+    if net == 0 {
+        return 0;
+    }
+    field(net, offset!(net_inum))
 }
 
 /// (netns inode, ifindex) of a `net_device`, zeros when `dev` is null.
 #[inline(always)]
-pub fn device(o: &Offsets, dev: u64) -> (u32, u32) {
+pub fn device(dev: u64) -> (u32, u32) {
     if dev == 0 {
         return (0, 0);
     }
-    let ifindex = read::<u32>(dev + o.dev_ifindex as u64).unwrap_or(0);
-    (netns_inum(o, dev + o.dev_nd_net as u64), ifindex)
+    let ifindex: u32 = field(dev, offset!(dev_ifindex));
+    (netns_inum(dev + offset!(dev_nd_net)), ifindex)
 }
 
 #[inline(always)]
-pub fn skb_dev(o: &Offsets, skb: u64) -> u64 {
-    read::<u64>(skb + o.skb_dev as u64).unwrap_or(0)
+pub fn skb_dev(skb: u64) -> u64 {
+    field(skb, offset!(skb_dev))
 }
 
 #[inline(always)]
-pub fn skb_iif(o: &Offsets, skb: u64) -> u32 {
-    read::<u32>(skb + o.skb_iif as u64).unwrap_or(0)
+pub fn skb_iif(skb: u64) -> u32 {
+    field(skb, offset!(skb_iif))
 }
 
 /// Where the IPv4 header of an skb starts at a given tracepoint.
@@ -54,12 +70,12 @@ pub enum L3 {
 }
 
 #[inline(always)]
-fn l3_addr(o: &Offsets, skb: u64, at: L3) -> Option<u64> {
+fn l3_addr(skb: u64, at: L3) -> Option<u64> {
     match at {
-        L3::Data => read::<u64>(skb + o.skb_data as u64),
+        L3::Data => Some(field::<u64>(skb, offset!(skb_data))),
         L3::NetworkHeader => {
-            let head = read::<u64>(skb + o.skb_head as u64)?;
-            let nh = read::<u16>(skb + o.skb_network_header as u64)?;
+            let head: u64 = field(skb, offset!(skb_head));
+            let nh: u16 = field(skb, offset!(skb_network_header));
             (nh != 0xffff).then_some(head + nh as u64)
         }
     }
@@ -67,11 +83,11 @@ fn l3_addr(o: &Offsets, skb: u64, at: L3) -> Option<u64> {
 
 /// Fills addresses, ports, IP id and probe tag of `ev` from the packet.
 #[inline(always)]
-pub fn packet(o: &Offsets, skb: u64, at: L3, ev: &mut TraceEvent) {
-    let Some(l3) = l3_addr(o, skb, at) else {
+pub fn packet(skb: u64, at: L3, ev: &mut TraceEvent) {
+    let Some(l3) = l3_addr(skb, at) else {
         return;
     };
-    let Some(ip) = read::<[u8; 20]>(l3) else {
+    let Some(ip) = bytes::<[u8; 20]>(l3) else {
         return;
     };
     if ip[0] >> 4 != 4 {
@@ -87,7 +103,7 @@ pub fn packet(o: &Offsets, skb: u64, at: L3, ev: &mut TraceEvent) {
     if ihl < 20 || !first_fragment || (ev.proto != IPPROTO_UDP && ev.proto != IPPROTO_TCP) {
         return;
     }
-    let Some(l4) = read::<[u8; 16]>(l3 + ihl) else {
+    let Some(l4) = bytes::<[u8; 16]>(l3 + ihl) else {
         return;
     };
     ev.sport = u16::from_be_bytes([l4[0], l4[1]]);
@@ -101,18 +117,19 @@ pub fn packet(o: &Offsets, skb: u64, at: L3, ev: &mut TraceEvent) {
 /// Whether the tracer reports this packet: probe packets only, or a
 /// sample of all IPv4 packets chosen by header so every hop agrees.
 #[inline(always)]
-pub fn wanted(o: &Offsets, ev: &TraceEvent) -> bool {
-    if o.tagged_only != 0 {
+pub fn wanted(ev: &TraceEvent) -> bool {
+    if offset!(tagged_only) != 0 {
         return ev.flags & FLAG_TAGGED != 0;
     }
     if ev.flags & FLAG_IPV4 == 0 {
         return false;
     }
-    if o.sample <= 1 {
+    let sample = offset!(sample) as u32;
+    if sample <= 1 {
         return true;
     }
     let h = u32::from_ne_bytes(ev.saddr)
         ^ u32::from_ne_bytes(ev.daddr)
         ^ (ev.ip_id as u32).wrapping_mul(2_654_435_761);
-    h.wrapping_mul(2_246_822_519) % o.sample == 0
+    h.wrapping_mul(2_246_822_519) % sample == 0
 }

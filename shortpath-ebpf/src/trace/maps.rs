@@ -3,7 +3,6 @@
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
-    Global,
 };
 use shortpath_common::trace::{CpuState, Offsets, MAX_TRACED_NETNS, RING_BYTES};
 
@@ -24,13 +23,30 @@ pub static CPU: PerCpuArray<CpuState> = PerCpuArray::with_max_entries(1, 0);
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Kernel structure offsets for this kernel; all zero = do nothing.
+/// Frozen `.rodata`: the verifier sees every field as a constant, so
+/// `skb + OFFSETS.skb_dev` is a fixed offset into a BTF-typed pointer it
+/// checks against the kernel's `struct sk_buff`.
 #[unsafe(no_mangle)]
-pub static OFFSETS: Global<Offsets> = Global::new(Offsets::ZERO);
+static OFFSETS: Offsets = Offsets::ZERO;
+
+/// One field of [`OFFSETS`], read so the compiler cannot assume the zero
+/// it was initialized with.
+macro_rules! offset {
+    ($field:ident) => {
+        // SAFETY: a read of an immutable static.
+        unsafe { core::ptr::read_volatile(&$crate::trace::maps::offsets_ref().$field) } as u64
+    };
+}
+pub(crate) use offset;
 
 #[inline(always)]
-pub fn offsets() -> Option<Offsets> {
-    let o = OFFSETS.load();
-    (o.valid != 0).then_some(o)
+pub fn offsets_ref() -> &'static Offsets {
+    &OFFSETS
+}
+
+#[inline(always)]
+pub fn enabled() -> bool {
+    offset!(valid) != 0
 }
 
 #[inline(always)]

@@ -8,9 +8,11 @@
 //!   packet's IPv4 header and probe tag).
 //! - [`points`]: one handler per tracepoint.
 //!
-//! Raw tracepoints (not `tp_btf`): their arguments are plain values, so the
-//! programs read kernel memory with `bpf_probe_read_kernel` at offsets that
-//! match the running kernel, and need neither fentry nor kprobes.
+//! BTF tracepoints (`tp_btf`): neither fentry nor kprobes, which this
+//! kernel lacks. Their arguments are BTF-typed kernel pointers, so fields
+//! are plain loads the verifier checks against the kernel's BTF; the
+//! offsets come from userspace (resolved from the same BTF) through frozen
+//! `.rodata`, which keeps the object free of CO-RE relocations.
 
 pub mod kernel;
 pub mod maps;

@@ -1,7 +1,8 @@
-//! One handler per tracepoint. Packet events are emitted only for devices
-//! (or sockets) in the lab's namespaces and only for wanted packets; route
-//! lookups carry no packet and are attributed to the last packet this CPU
-//! emitted an event for — userspace checks the lookup's addresses.
+//! One handler per tracepoint. Packet events are emitted only for wanted
+//! packets (checked first: it is the cheaper test for other traffic) on
+//! devices or sockets in the lab's namespaces. Route lookups carry no
+//! packet and are attributed to the last packet this CPU emitted an event
+//! for — userspace checks the lookup's destination.
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
 use shortpath_common::trace::{
@@ -10,25 +11,21 @@ use shortpath_common::trace::{
 
 use super::{
     kernel::{self, L3},
-    maps::{self, EVENTS},
+    maps::{self, offset, EVENTS},
 };
-
-#[inline(always)]
-fn new_event(kind: EventKind, skb: u64) -> TraceEvent {
-    TraceEvent {
-        // SAFETY: helpers without arguments.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        skb,
-        cpu: unsafe { bpf_get_smp_processor_id() } as u8,
-        kind: kind as u8,
-        ..TraceEvent::default()
-    }
-}
 
 /// `BPF_RB_NO_WAKEUP`: the consumer polls on a timer. A wake-up per event
 /// would schedule the reader on the CPU that is sending the packet, in the
 /// middle of the path being measured.
 const NO_WAKEUP: u64 = 1;
+
+#[inline(always)]
+fn stamp(ev: &mut TraceEvent, kind: EventKind) {
+    // SAFETY: helpers without arguments.
+    ev.ts_ns = unsafe { bpf_ktime_get_ns() };
+    ev.cpu = unsafe { bpf_get_smp_processor_id() } as u8;
+    ev.kind = kind as u8;
+}
 
 #[inline(always)]
 fn submit(ev: &TraceEvent) {
@@ -55,9 +52,23 @@ fn remember(st: &mut CpuState, ev: &TraceEvent) {
 /// A tracepoint whose first argument is the packet's `sk_buff`.
 #[inline(always)]
 pub fn skb_event(kind: EventKind, skb: u64, at: L3, arg: u32) {
-    let Some(o) = maps::offsets() else { return };
+    if !maps::enabled() {
+        return;
+    }
     let Some(st) = maps::cpu_state() else { return };
-    let (mut netns, ifindex) = kernel::device(&o, kernel::skb_dev(&o, skb));
+    let mut ev = TraceEvent {
+        skb,
+        arg,
+        ..TraceEvent::default()
+    };
+    kernel::packet(skb, at, &mut ev);
+    if !kernel::wanted(&ev) {
+        // This CPU moved on to a packet we do not follow: its route
+        // lookups are not ours.
+        st.skb = 0;
+        return;
+    }
+    let (mut netns, ifindex) = kernel::device(kernel::skb_dev(skb));
     if netns == 0 && kind == EventKind::Drop && st.skb == skb {
         // Freed after `skb->dev` was cleared: the namespace it was in.
         netns = st.netns;
@@ -65,16 +76,11 @@ pub fn skb_event(kind: EventKind, skb: u64, at: L3, arg: u32) {
     if !maps::is_lab_netns(netns) {
         return;
     }
-    let mut ev = new_event(kind, skb);
     ev.netns = netns;
     ev.ifindex = ifindex;
-    ev.arg = arg;
-    kernel::packet(&o, skb, at, &mut ev);
-    if !kernel::wanted(&o, &ev) {
-        return;
-    }
-    ev.iif = kernel::skb_iif(&o, skb);
+    ev.iif = kernel::skb_iif(skb);
     ev.softirq = st.softirq;
+    stamp(&mut ev, kind);
     remember(st, &ev);
     submit(&ev);
 }
@@ -82,66 +88,81 @@ pub fn skb_event(kind: EventKind, skb: u64, at: L3, arg: u32) {
 /// `fib:fib_table_lookup(tb_id, flp, nhc, err)`.
 #[inline(always)]
 pub fn route_lookup(tb_id: u32, flp: u64, nhc: u64, err: i32) {
-    let Some(o) = maps::offsets() else { return };
+    if !maps::enabled() {
+        return;
+    }
     let Some(st) = maps::cpu_state() else { return };
     if st.skb == 0 {
         return;
     }
-    let dev = if nhc == 0 {
+    let dev: u64 = if nhc == 0 {
         0
     } else {
-        kernel::read::<u64>(nhc + o.nhc_dev as u64).unwrap_or(0)
+        kernel::field(nhc, offset!(nhc_dev))
     };
-    let (mut netns, ifindex) = kernel::device(&o, dev);
+    let (mut netns, ifindex) = kernel::device(dev);
     if netns == 0 {
         netns = st.netns;
     }
     if !maps::is_lab_netns(netns) {
         return;
     }
-    let mut ev = new_event(EventKind::RouteLookup, st.skb);
-    ev.netns = netns;
-    ev.ifindex = ifindex;
-    ev.arg = tb_id;
-    ev.err = err;
-    ev.tag = st.tag;
-    ev.flags = st.flags & (FLAG_TAGGED | FLAG_IPV4);
-    ev.proto = st.proto;
-    ev.ip_id = st.ip_id;
-    ev.saddr = st.saddr;
-    ev.daddr = st.daddr;
-    ev.sport = st.sport;
-    ev.dport = st.dport;
-    ev.flow_daddr = kernel::read::<[u8; 4]>(flp + o.flowi4_daddr as u64).unwrap_or_default();
-    ev.softirq = st.softirq;
+    let mut ev = TraceEvent {
+        skb: st.skb,
+        netns,
+        ifindex,
+        arg: tb_id,
+        err,
+        tag: st.tag,
+        flags: st.flags & (FLAG_TAGGED | FLAG_IPV4),
+        proto: st.proto,
+        ip_id: st.ip_id,
+        saddr: st.saddr,
+        daddr: st.daddr,
+        sport: st.sport,
+        dport: st.dport,
+        flow_daddr: kernel::field(flp, offset!(flowi4_daddr)),
+        softirq: st.softirq,
+        ..TraceEvent::default()
+    };
+    stamp(&mut ev, EventKind::RouteLookup);
     submit(&ev);
 }
 
 /// `sock:sk_data_ready(sk)`: the packet is the tail of the receive queue.
 #[inline(always)]
 pub fn socket_ready(sk: u64) {
-    let Some(o) = maps::offsets() else { return };
+    if !maps::enabled() {
+        return;
+    }
     let Some(st) = maps::cpu_state() else { return };
-    let netns = kernel::netns_inum(&o, sk + o.sock_net as u64);
+    let queue = sk + offset!(sock_receive_queue);
+    let qlen: u32 = kernel::field(queue, offset!(queue_qlen));
+    if qlen == 0 {
+        return;
+    }
+    let skb: u64 = kernel::field(queue, offset!(queue_tail));
+    if skb == 0 {
+        return;
+    }
+    let mut ev = TraceEvent {
+        skb,
+        ..TraceEvent::default()
+    };
+    kernel::packet(skb, L3::NetworkHeader, &mut ev);
+    if !kernel::wanted(&ev) {
+        return;
+    }
+    let netns = kernel::netns_inum(sk + offset!(sock_net));
     if !maps::is_lab_netns(netns) {
         return;
     }
-    let Some(skb) = kernel::read::<u64>(sk + o.sock_receive_queue_tail as u64) else {
-        return;
-    };
-    // An empty queue's tail points at the queue head inside the socket.
-    if skb == 0 || skb == sk + o.sock_receive_queue_tail as u64 - 8 {
-        return;
-    }
-    let mut ev = new_event(EventKind::SocketReady, skb);
     ev.netns = netns;
-    ev.ifindex = kernel::device(&o, kernel::skb_dev(&o, skb)).1;
-    kernel::packet(&o, skb, L3::NetworkHeader, &mut ev);
-    if !kernel::wanted(&o, &ev) {
-        return;
-    }
-    ev.iif = kernel::skb_iif(&o, skb);
+    // Not `skb->dev`: once queued to a UDP socket that word holds
+    // `dev_scratch`, not a pointer. `skb_iif` names the receiving device.
+    ev.iif = kernel::skb_iif(skb);
     ev.softirq = st.softirq;
+    stamp(&mut ev, EventKind::SocketReady);
     submit(&ev);
 }
 

@@ -1,4 +1,4 @@
-//! Loads the tracer object, attaches its raw tracepoint programs and
+//! Loads the tracer object, attaches its BTF tracepoint programs and
 //! collects events from the ring buffer on a dedicated thread, until
 //! stopped. Everything (object, links, ring buffer) lives and dies on that
 //! thread: dropping it detaches the programs.
@@ -15,8 +15,8 @@ use std::{
 use aya::{
     include_bytes_aligned,
     maps::{HashMap, PerCpuArray, RingBuf},
-    programs::RawTracePoint,
-    Ebpf, EbpfLoader,
+    programs::BtfTracePoint,
+    Btf as KernelBtf, Ebpf, EbpfLoader,
 };
 use shortpath_common::trace::{Offsets, TraceEvent};
 
@@ -50,12 +50,6 @@ pub enum Filter {
 /// Resolves the kernel offsets the programs need from BTF.
 pub fn offsets(btf: &Btf, filter: Filter) -> Result<Offsets, TraceError> {
     let nd_net = btf.offset("possible_net_t", &["net"])?;
-    let prev = btf.offset("sk_buff_head", &["prev"])?;
-    if prev != 8 {
-        return Err(TraceError::Btf {
-            what: format!("sk_buff_head.prev is at {prev}, the tracer expects 8"),
-        });
-    }
     let (tagged_only, sample) = match filter {
         Filter::Probes => (1, 1),
         Filter::Sample(n) => (0, n.max(1)),
@@ -73,7 +67,9 @@ pub fn offsets(btf: &Btf, filter: Filter) -> Result<Offsets, TraceError> {
         dev_nd_net: btf.offset("net_device", &["nd_net"])? + nd_net,
         net_inum: btf.offset("net", &["ns", "inum"])?,
         sock_net: btf.offset("sock", &["__sk_common", "skc_net"])? + nd_net,
-        sock_receive_queue_tail: btf.offset("sock", &["sk_receive_queue"])? + prev,
+        sock_receive_queue: btf.offset("sock", &["sk_receive_queue"])?,
+        queue_tail: btf.offset("sk_buff_head", &["prev"])?,
+        queue_qlen: btf.offset("sk_buff_head", &["qlen"])?,
         nhc_dev: btf.offset("fib_nh_common", &["nhc_dev"])?,
         flowi4_daddr: btf.offset("flowi4", &["daddr"])?,
     })
@@ -156,14 +152,18 @@ fn attach(netns: &[u32], offsets: Offsets) -> Result<Ebpf, TraceError> {
                 .map_err(|e| TraceError::map("NETNS", e))?;
         }
     }
+    let btf = KernelBtf::from_sys_fs().map_err(|e| TraceError::Btf {
+        what: format!("{e} (tp_btf programs need /sys/kernel/btf/vmlinux)"),
+    })?;
     for &tp in TRACEPOINTS {
-        let prog: &mut RawTracePoint = ebpf
+        let prog: &mut BtfTracePoint = ebpf
             .program_mut(tp)
             .ok_or(TraceError::NoProgram(tp))?
             .try_into()
             .map_err(|e| TraceError::program(tp, e))?;
-        prog.load().map_err(|e| TraceError::program(tp, e))?;
-        prog.attach(tp).map_err(|e| TraceError::Attach {
+        prog.load(tp, &btf)
+            .map_err(|e| TraceError::program(tp, e))?;
+        prog.attach().map_err(|e| TraceError::Attach {
             tracepoint: tp,
             source: Box::new(e),
         })?;
