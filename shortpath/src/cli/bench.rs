@@ -7,7 +7,6 @@ use super::DEFAULT_LAB;
 use crate::{
     bench::{self, BenchConfig, BenchMode, BenchResult, PathKind, Test},
     control,
-    dataplane::Mode,
     lab::{self, config::Config},
     report,
 };
@@ -98,8 +97,7 @@ pub async fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchResult> {
                 "bench lab",
             )?;
         }
-        eprintln!("lab {} is not up: building it for this run", args.name);
-        control::up(&args.name, &lab_cfg, false, Mode::Bridge, None).await?;
+        super::build_lab(&args.name, &lab_cfg, "lab is not up").await?;
     }
     let bar = ProgressBar::new(cfg.steps());
     bar.set_style(

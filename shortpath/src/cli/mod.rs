@@ -14,6 +14,14 @@ pub use lab::LabCommand;
 /// Default lab name.
 pub const DEFAULT_LAB: &str = "sp";
 
+/// Builds lab `name` from `cfg` in bridge mode for a command that removes
+/// it again when done; `why` tells the user.
+async fn build_lab(name: &str, cfg: &crate::lab::config::Config, why: &str) -> anyhow::Result<()> {
+    eprintln!("{why}: building lab {name}");
+    crate::control::up(name, cfg, false, crate::dataplane::Mode::Bridge, None).await?;
+    Ok(())
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "shortpath",

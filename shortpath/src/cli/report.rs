@@ -45,15 +45,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
         "lab {0} exists; the report builds its own: remove it (shortpath lab down --name {0}) or pass --name",
         args.name
     );
-    eprintln!("building lab {}", args.name);
-    control::up(
-        &args.name,
-        &Config::default_lab(),
-        false,
-        Mode::Bridge,
-        None,
-    )
-    .await?;
+    super::build_lab(&args.name, &Config::default_lab(), "report").await?;
     let measured = measure(&args).await;
     let down = control::down(&args.name).await;
     let (r, t) = measured?;

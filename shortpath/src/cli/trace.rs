@@ -93,15 +93,7 @@ pub async fn run_trace(args: &TraceArgs) -> anyhow::Result<TraceResult> {
         args.name
     );
     if own {
-        eprintln!("lab {} is not up: building it for this run", args.name);
-        control::up(
-            &args.name,
-            &Config::default_lab(),
-            false,
-            Mode::Bridge,
-            None,
-        )
-        .await?;
+        super::build_lab(&args.name, &Config::default_lab(), "lab is not up").await?;
     }
     let r = trace::run(&cfg, &|what: &str| eprintln!("{what}")).await;
     if own {
