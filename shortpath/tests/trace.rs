@@ -6,7 +6,10 @@ mod common;
 
 use std::{process::Command, thread, time::Duration};
 
-use common::{namespaces_of, ok, require_root, shortpath, stdout, unique_name, TestLab, BIN};
+use common::{
+    namespaces_of, ok, require_root, shortpath, shortpath_env, stderr, stdout, unique_name,
+    TestLab, BIN,
+};
 use serde_json::Value;
 
 fn trace_json(args: &[&str]) -> Value {
@@ -250,5 +253,60 @@ fn follow_traces_live_traffic_of_the_current_mode() {
     assert!(
         v["summary"].get("bridge").is_none(),
         "follow does not switch modes"
+    );
+}
+
+#[test]
+fn a_kernel_without_optional_tracepoints_gets_nulls_and_a_message() {
+    let lab = TestLab::up("trk");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("t.json");
+    let args = [
+        "trace",
+        "--name",
+        &lab.name,
+        "--modes",
+        "peer",
+        "--packets",
+        "200",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let o = ok(shortpath_env(
+        &args,
+        &[("SHORTPATH_TRACE_SKIP", "fib_table_lookup,netif_rx")],
+    ));
+    assert!(
+        stderr(&o).contains("fib_table_lookup unavailable")
+            && stderr(&o).contains("route lookups not reported"),
+        "{}",
+        stderr(&o)
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rx = &v["summary"]["peer"]["rx"];
+    assert!(
+        rx["packets"].as_u64().unwrap() > 0,
+        "paths still assembled: {rx}"
+    );
+    assert!(
+        rx["route_lookups_per_packet"].is_null() && rx["backlog_per_packet"].is_null(),
+        "{rx}"
+    );
+    assert!(!rx["softirqs_per_packet"].is_null(), "{rx}");
+    assert_eq!(
+        v["params"]["unavailable_tracepoints"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Without a tracepoint paths need, trace refuses and names it.
+    let o = shortpath_env(&args, &[("SHORTPATH_TRACE_SKIP", "sk_data_ready")]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("tracepoint sk_data_ready"),
+        "{}",
+        stderr(&o)
     );
 }

@@ -105,6 +105,10 @@ pub async fn run_trace(args: &TraceArgs) -> anyhow::Result<TraceResult> {
 pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
     let r = run_trace(&args).await?;
     print!("{}", r.table());
+    println!(
+        "RX: first netif_receive_skb on the receiving NIC → {}. TX: first net_dev_queue on the pod's interface → net_dev_start_xmit on the node's NIC.",
+        r.params.rx_end
+    );
     for (mode, run) in &r.runs {
         if run.lost_events > 0 {
             eprintln!(

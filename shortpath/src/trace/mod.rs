@@ -15,7 +15,7 @@ pub mod stream;
 pub mod summary;
 pub mod tracer;
 
-use aya::{maps::MapError, programs::ProgramError, EbpfError};
+use aya::{maps::MapError, EbpfError};
 
 use crate::{control::ControlError, netns::NetnsError};
 
@@ -31,27 +31,18 @@ pub enum TraceError {
     Load(#[source] Box<EbpfError>),
     #[error("the tracer object has no map {0}")]
     NoMap(&'static str),
-    #[error("the tracer object has no program {0}")]
-    NoProgram(&'static str),
     #[error("tracer map {name}: {source}")]
     Map {
         name: &'static str,
         #[source]
         source: Box<MapError>,
     },
-    #[error("tracer program {name}: {source}")]
-    Program {
-        name: &'static str,
-        #[source]
-        source: Box<ProgramError>,
-    },
     #[error(
-        "attaching to tracepoint {tracepoint}: {source} (this kernel lacks the tracepoint or raw tracepoint support)"
+        "tracepoint {tracepoint}: {error} (the tracer needs it; this kernel lacks it or BTF tracepoint programs)"
     )]
     Attach {
         tracepoint: &'static str,
-        #[source]
-        source: Box<ProgramError>,
+        error: String,
     },
     #[error("{what}: {source}")]
     Io {
@@ -72,13 +63,6 @@ pub enum TraceError {
 impl TraceError {
     fn map(name: &'static str, e: MapError) -> Self {
         Self::Map {
-            name,
-            source: Box::new(e),
-        }
-    }
-
-    fn program(name: &'static str, e: ProgramError) -> Self {
-        Self::Program {
             name,
             source: Box::new(e),
         }

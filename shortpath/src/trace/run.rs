@@ -16,7 +16,7 @@ use super::{
     path::{self, Direction, NodeView, PacketPath, PodView, View},
     stream::{ProbeCounts, ProbeStream},
     summary::{self, DirectionSummary},
-    tracer::{self, Filter, Tracer},
+    tracer::{self, Filter, Tracer, Unavailable},
     TraceError,
 };
 use crate::{bench::Machine, control, dataplane, dataplane::Mode, lab, netns::Netns};
@@ -55,6 +55,9 @@ pub struct TraceParams {
     pub sample: u32,
     /// Where the RX path ends.
     pub rx_end: &'static str,
+    /// Optional tracepoints this kernel could not attach; what they
+    /// measure is reported as null.
+    pub unavailable_tracepoints: Vec<Unavailable>,
 }
 
 /// What one mode's run saw.
@@ -221,6 +224,7 @@ pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResu
 
     let mut summary = BTreeMap::new();
     let mut runs = BTreeMap::new();
+    let mut unavailable: Vec<Unavailable> = Vec::new();
     let mut outcome = Ok(());
     for mode in &modes {
         progress(&format!("tracing {mode}"));
@@ -231,12 +235,20 @@ pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResu
             trace_once(cfg, &probe, &inums, offsets).await
         };
         match once.await {
-            Ok((collected, probes)) => {
+            Ok((collected, probes, missing)) => {
+                for m in missing.iter().filter(|_| runs.is_empty()) {
+                    progress(&format!(
+                        "tracepoint {} unavailable ({}): {} not reported",
+                        m.tracepoint, m.error, m.measures
+                    ));
+                }
+                unavailable = missing;
+                let names: Vec<&str> = unavailable.iter().map(|u| u.tracepoint).collect();
                 let paths = path::assemble(&view, &collected.events);
                 let mut dirs = BTreeMap::new();
                 let mut reps = BTreeMap::new();
                 for &d in &cfg.directions {
-                    dirs.insert(d, summary::summarize(&paths, d, &reason));
+                    dirs.insert(d, summary::summarize(&paths, d, &reason, &names));
                     if let Some(p) = summary::representative(&paths, d) {
                         reps.insert(d, p.clone());
                     }
@@ -277,6 +289,7 @@ pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResu
         follow_s: cfg.follow.map(|d| d.as_secs_f64()),
         sample: cfg.sample.max(1),
         rx_end: "sock:sk_data_ready (the packet is the tail of the socket's receive queue)",
+        unavailable_tracepoints: unavailable,
     };
     Ok(TraceResult {
         machine: Machine::current(),
@@ -291,8 +304,9 @@ async fn trace_once(
     probe: &ProbeStream,
     inums: &[u32],
     offsets: shortpath_common::trace::Offsets,
-) -> Result<(tracer::Collected, Option<ProbeCounts>), TraceError> {
+) -> Result<(tracer::Collected, Option<ProbeCounts>, Vec<Unavailable>), TraceError> {
     let tracer = Tracer::start(inums, offsets)?;
+    let missing = tracer.unavailable.clone();
     let probes = match cfg.follow {
         Some(d) => {
             tokio::time::sleep(d).await;
@@ -325,5 +339,5 @@ async fn trace_once(
     let collected = tokio::task::spawn_blocking(move || tracer.stop())
         .await
         .map_err(|_| TraceError::Panicked)??;
-    Ok((collected, probes))
+    Ok((collected, probes, missing))
 }

@@ -57,12 +57,15 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-/// Summarizes the paths of one direction; `reason` names drop reasons.
+/// Summarizes the paths of one direction; `reason` names drop reasons;
+/// figures that need a tracepoint in `missing` are left out (null).
 pub fn summarize(
     paths: &[PacketPath],
     direction: Direction,
     reason: &dyn Fn(u32) -> String,
+    missing: &[&str],
 ) -> DirectionSummary {
+    let has = |tp: &str| !missing.contains(&tp);
     let mine: Vec<&PacketPath> = paths.iter().filter(|p| p.direction == direction).collect();
     let done: Vec<&PacketPath> = mine.iter().copied().filter(|p| p.complete()).collect();
     let mut times: Vec<f64> = done
@@ -97,13 +100,21 @@ pub fn summarize(
             .count(),
         path_us_p50: percentile(&times, 0.50),
         path_us_p99: percentile(&times, 0.99),
-        softirqs_per_packet: mean(done.iter().map(|p| p.softirqs() as f64)),
-        backlog_per_packet: mean(done.iter().map(|p| p.backlog() as f64)),
-        route_lookups_per_packet: mean(done.iter().map(|p| p.route_lookups() as f64)),
-        node_route_lookups_per_packet: mean(done.iter().map(|p| p.node_route_lookups() as f64)),
+        softirqs_per_packet: (has("softirq_entry") && has("softirq_exit"))
+            .then(|| mean(done.iter().map(|p| p.softirqs() as f64)))
+            .flatten(),
+        backlog_per_packet: has("netif_rx")
+            .then(|| mean(done.iter().map(|p| p.backlog() as f64)))
+            .flatten(),
+        route_lookups_per_packet: has("fib_table_lookup")
+            .then(|| mean(done.iter().map(|p| p.route_lookups() as f64)))
+            .flatten(),
+        node_route_lookups_per_packet: has("fib_table_lookup")
+            .then(|| mean(done.iter().map(|p| p.node_route_lookups() as f64)))
+            .flatten(),
         wire_backlog_per_packet: match direction {
-            Direction::Rx => mean(done.iter().map(|p| p.wire_backlog as f64)),
-            Direction::Tx => None,
+            Direction::Rx if has("netif_rx") => mean(done.iter().map(|p| p.wire_backlog as f64)),
+            _ => None,
         },
         devices_share: (!done.is_empty()).then(|| count as f64 / done.len() as f64),
         devices,
@@ -240,6 +251,49 @@ mod tests {
         assert_eq!(percentile(&v, 1.0), Some(100.0));
         assert_eq!(percentile(&[3.0], 0.99), Some(3.0));
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn figures_of_missing_tracepoints_are_null_not_zero() {
+        use crate::trace::path::{Hop, PacketPath};
+        use shortpath_common::trace::EventKind;
+        let hop = |kind: EventKind, softirq| Hop {
+            t_ns: 0,
+            tracepoint: kind.name(),
+            kind,
+            netns: "n".into(),
+            device: Some("eth1".into()),
+            cpu: 0,
+            softirq,
+            arg: 0,
+            in_node: true,
+            skb: 1,
+        };
+        let p = PacketPath {
+            direction: Direction::Rx,
+            tag: Some(1),
+            hops: vec![hop(EventKind::Receive, 1), hop(EventKind::Backlog, 2)],
+            path_ns: Some(2_000),
+            drop_reason: None,
+            wire_backlog: 1,
+        };
+        let name = |r: u32| r.to_string();
+        let all = summarize(&[p.clone()], Direction::Rx, &name, &[]);
+        assert_eq!(all.backlog_per_packet, Some(1.0));
+        assert_eq!(all.softirqs_per_packet, Some(2.0));
+        assert_eq!(all.route_lookups_per_packet, Some(0.0));
+        assert_eq!(all.path_us_p50, Some(2.0));
+        let some = summarize(
+            &[p],
+            Direction::Rx,
+            &name,
+            &["netif_rx", "fib_table_lookup"],
+        );
+        assert_eq!(some.backlog_per_packet, None);
+        assert_eq!(some.wire_backlog_per_packet, None);
+        assert_eq!(some.route_lookups_per_packet, None);
+        assert_eq!(some.softirqs_per_packet, Some(2.0));
+        assert_eq!(some.packets, 1);
     }
 
     #[test]

@@ -25,18 +25,47 @@ use super::{btf::Btf, TraceError};
 /// The tracer programs, built by `build.rs`.
 static TRACE_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-trace"));
 
-/// (program, tracepoint) pairs; the program names are the tracepoints'.
-pub const TRACEPOINTS: &[&str] = &[
-    "softirq_entry",
-    "softirq_exit",
-    "netif_receive_skb",
-    "netif_rx",
-    "net_dev_queue",
-    "net_dev_start_xmit",
-    "fib_table_lookup",
-    "sk_data_ready",
-    "kfree_skb",
+/// A tracepoint the tracer attaches to (the program has its name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracepoint {
+    pub name: &'static str,
+    /// Paths cannot be assembled without it.
+    pub required: bool,
+    /// What is not reported when it is missing.
+    pub measures: &'static str,
+}
+
+const fn tp(name: &'static str, required: bool, measures: &'static str) -> Tracepoint {
+    Tracepoint {
+        name,
+        required,
+        measures,
+    }
+}
+
+pub const TRACEPOINTS: &[Tracepoint] = &[
+    tp("softirq_entry", false, "NET_RX softirqs per packet"),
+    tp("softirq_exit", false, "NET_RX softirqs per packet"),
+    tp("netif_receive_skb", true, "RX paths"),
+    tp("netif_rx", false, "backlog enqueues"),
+    tp("net_dev_queue", true, "TX paths"),
+    tp("net_dev_start_xmit", true, "TX paths"),
+    tp("fib_table_lookup", false, "route lookups"),
+    tp("sk_data_ready", true, "RX paths"),
+    tp("kfree_skb", false, "drops"),
 ];
+
+/// Tracepoints skipped on purpose (comma-separated names), to see what a
+/// kernel without them reports.
+pub const SKIP_ENV: &str = "SHORTPATH_TRACE_SKIP";
+
+/// An optional tracepoint this kernel could not attach, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unavailable {
+    pub tracepoint: &'static str,
+    pub measures: &'static str,
+    pub error: String,
+}
 
 /// Which packets to report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +118,8 @@ pub struct Collected {
 
 /// A running tracer; [`Tracer::stop`] detaches it and returns the events.
 pub struct Tracer {
+    /// Optional tracepoints that could not be attached.
+    pub unavailable: Vec<Unavailable>,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<Collected, TraceError>>,
 }
@@ -105,8 +136,8 @@ impl Tracer {
             .name("shortpath-trace".into())
             .spawn(move || {
                 let mut ebpf = match attach(&netns, offsets) {
-                    Ok(e) => {
-                        let _ = ready_tx.send(Ok(()));
+                    Ok((e, unavailable)) => {
+                        let _ = ready_tx.send(Ok(unavailable));
                         e
                     }
                     Err(e) => {
@@ -121,7 +152,11 @@ impl Tracer {
                 source: e,
             })?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { stop, thread }),
+            Ok(Ok(unavailable)) => Ok(Self {
+                unavailable,
+                stop,
+                thread,
+            }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
@@ -137,7 +172,7 @@ impl Tracer {
     }
 }
 
-fn attach(netns: &[u32], offsets: Offsets) -> Result<Ebpf, TraceError> {
+fn attach(netns: &[u32], offsets: Offsets) -> Result<(Ebpf, Vec<Unavailable>), TraceError> {
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
         .load(TRACE_OBJECT)
@@ -155,20 +190,44 @@ fn attach(netns: &[u32], offsets: Offsets) -> Result<Ebpf, TraceError> {
     let btf = KernelBtf::from_sys_fs().map_err(|e| TraceError::Btf {
         what: format!("{e} (tp_btf programs need /sys/kernel/btf/vmlinux)"),
     })?;
-    for &tp in TRACEPOINTS {
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(tp)
-            .ok_or(TraceError::NoProgram(tp))?
-            .try_into()
-            .map_err(|e| TraceError::program(tp, e))?;
-        prog.load(tp, &btf)
-            .map_err(|e| TraceError::program(tp, e))?;
-        prog.attach().map_err(|e| TraceError::Attach {
-            tracepoint: tp,
-            source: Box::new(e),
-        })?;
+    let skip = std::env::var(SKIP_ENV).unwrap_or_default();
+    let mut unavailable = Vec::new();
+    for tp in TRACEPOINTS {
+        let attached = if skip.split(',').any(|s| s.trim() == tp.name) {
+            Err(format!("skipped ({SKIP_ENV})"))
+        } else {
+            attach_one(&mut ebpf, &btf, tp.name)
+        };
+        match attached {
+            Ok(()) => {}
+            Err(error) if !tp.required => unavailable.push(Unavailable {
+                tracepoint: tp.name,
+                measures: tp.measures,
+                error,
+            }),
+            Err(error) => {
+                return Err(TraceError::Attach {
+                    tracepoint: tp.name,
+                    error,
+                })
+            }
+        }
     }
-    Ok(ebpf)
+    Ok((ebpf, unavailable))
+}
+
+/// Loads and attaches the program of tracepoint `name`.
+fn attach_one(ebpf: &mut Ebpf, btf: &KernelBtf, name: &'static str) -> Result<(), String> {
+    // The dataplane's message: the verifier log's tail, or all of it with
+    // SHORTPATH_VERIFIER_LOG=full.
+    let error = |e| crate::dataplane::DataplaneError::program(name, e).to_string();
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or("the object has no such program")?
+        .try_into()
+        .map_err(error)?;
+    prog.load(name, btf).map_err(error)?;
+    prog.attach().map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn collect(ebpf: &mut Ebpf, stop: &AtomicBool) -> Result<Collected, TraceError> {
