@@ -278,7 +278,7 @@ mod tests {
             wire_backlog: 1,
         };
         let name = |r: u32| r.to_string();
-        let all = summarize(&[p.clone()], Direction::Rx, &name, &[]);
+        let all = summarize(std::slice::from_ref(&p), Direction::Rx, &name, &[]);
         assert_eq!(all.backlog_per_packet, Some(1.0));
         assert_eq!(all.softirqs_per_packet, Some(2.0));
         assert_eq!(all.route_lookups_per_packet, Some(0.0));
