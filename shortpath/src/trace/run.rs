@@ -244,25 +244,9 @@ pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResu
                 }
                 unavailable = missing;
                 let names: Vec<&str> = unavailable.iter().map(|u| u.tracepoint).collect();
-                let paths = path::assemble(&view, &collected.events);
-                let mut dirs = BTreeMap::new();
-                let mut reps = BTreeMap::new();
-                for &d in &cfg.directions {
-                    dirs.insert(d, summary::summarize(&paths, d, &reason, &names));
-                    if let Some(p) = summary::representative(&paths, d) {
-                        reps.insert(d, p.clone());
-                    }
-                }
+                let (dirs, run) = figures(cfg, &view, &collected, probes, &reason, &names);
                 summary.insert(mode.to_string(), dirs);
-                runs.insert(
-                    mode.to_string(),
-                    ModeRun {
-                        events: collected.events.len(),
-                        lost_events: collected.lost,
-                        probes,
-                        paths: reps,
-                    },
-                );
+                runs.insert(mode.to_string(), run);
             }
             Err(e) => {
                 outcome = Err(e);
@@ -297,6 +281,33 @@ pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResu
         summary,
         runs,
     })
+}
+
+/// One mode's figures per direction, and what its run saw.
+fn figures(
+    cfg: &TraceConfig,
+    view: &View,
+    collected: &tracer::Collected,
+    probes: Option<ProbeCounts>,
+    reason: &dyn Fn(u32) -> String,
+    missing: &[&str],
+) -> (BTreeMap<Direction, DirectionSummary>, ModeRun) {
+    let paths = path::assemble(view, &collected.events);
+    let mut dirs = BTreeMap::new();
+    let mut reps = BTreeMap::new();
+    for &d in &cfg.directions {
+        dirs.insert(d, summary::summarize(&paths, d, reason, missing));
+        if let Some(p) = summary::representative(&paths, d) {
+            reps.insert(d, p.clone());
+        }
+    }
+    let run = ModeRun {
+        events: collected.events.len(),
+        lost_events: collected.lost,
+        probes,
+        paths: reps,
+    };
+    (dirs, run)
 }
 
 async fn trace_once(
