@@ -167,7 +167,6 @@ pub struct CpuState {
     /// The last packet an event was emitted for on this CPU.
     pub skb: u64,
     pub netns: u32,
-    pub ifindex: u32,
     pub tag: u32,
     pub ip_id: u16,
     pub flags: u8,
@@ -176,7 +175,6 @@ pub struct CpuState {
     pub daddr: [u8; 4],
     pub sport: u16,
     pub dport: u16,
-    pub _pad: u32,
 }
 
 /// Maximum lab namespaces the tracer filters on.

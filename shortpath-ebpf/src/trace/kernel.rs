@@ -5,7 +5,7 @@
 //! `bpf_probe_read_kernel`.
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
-use shortpath_common::trace::{TraceEvent, FLAG_IPV4, FLAG_TAGGED, TAG_MAGIC};
+use shortpath_common::trace::{parse_tag, TraceEvent, FLAG_IPV4, FLAG_TAGGED};
 
 use super::maps::offset;
 
@@ -108,8 +108,12 @@ pub fn packet(skb: u64, at: L3, ev: &mut TraceEvent) {
     };
     ev.sport = u16::from_be_bytes([l4[0], l4[1]]);
     ev.dport = u16::from_be_bytes([l4[2], l4[3]]);
-    if ev.proto == IPPROTO_UDP && l4[8..12] == TAG_MAGIC {
-        ev.tag = u32::from_be_bytes([l4[12], l4[13], l4[14], l4[15]]);
+    if ev.proto != IPPROTO_UDP {
+        return;
+    }
+    // The UDP payload starts after the 8-byte header.
+    if let Some(tag) = parse_tag(&l4[8..]) {
+        ev.tag = tag;
         ev.flags |= FLAG_TAGGED;
     }
 }

@@ -1,4 +1,4 @@
-//! The packet-path tracer: programs on raw tracepoints of the networking
+//! The packet-path tracer: programs on BTF tracepoints of the networking
 //! stack that follow packets of the lab's namespaces and report every hop
 //! to userspace through a ring buffer.
 //!

@@ -38,7 +38,6 @@ fn submit(ev: &TraceEvent) {
 fn remember(st: &mut CpuState, ev: &TraceEvent) {
     st.skb = ev.skb;
     st.netns = ev.netns;
-    st.ifindex = ev.ifindex;
     st.tag = ev.tag;
     st.flags = ev.flags;
     st.proto = ev.proto;

@@ -109,7 +109,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
         "RX: first netif_receive_skb on the receiving NIC → {}. TX: first net_dev_queue on the pod's interface → net_dev_start_xmit on the node's NIC.",
         r.params.rx_end
     );
-    for (mode, run) in &r.runs {
+    for (mode, run) in r.runs_in_order() {
         if run.lost_events > 0 {
             eprintln!(
                 "{mode}: {} events lost (ring buffer full): lower --rate or raise --sample",
@@ -118,7 +118,7 @@ pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
         }
     }
     if args.path {
-        for (mode, run) in &r.runs {
+        for (mode, run) in r.runs_in_order() {
             for (dir, p) in &run.paths {
                 println!(
                     "\n{mode} {}: probe {} in {:.1} µs",

@@ -123,10 +123,7 @@ fn trace_section(t: &TraceResult) -> String {
          (the stack forwarding, or the dataplane's own `bpf_fib_lookup` on TX). The lab's wire is a veth pair, \
          so every mode also has one backlog enqueue before the receiving NIC; it is not counted above.\n"
     );
-    for mode in &t.params.modes {
-        let Some(run) = t.runs.get(mode.as_str()) else {
-            continue;
-        };
+    for (mode, run) in t.runs_in_order() {
         if let Some(p) = run.paths.get(&Direction::Rx) {
             let _ = writeln!(
                 md,

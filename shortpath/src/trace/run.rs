@@ -85,6 +85,14 @@ impl TraceResult {
         self.summary.get(&mode.to_string())?.get(&dir)
     }
 
+    /// Each traced mode's run, in the order the modes were traced.
+    pub fn runs_in_order(&self) -> impl Iterator<Item = (Mode, &ModeRun)> {
+        self.params
+            .modes
+            .iter()
+            .filter_map(|m| Some((*m, self.runs.get(m.as_str())?)))
+    }
+
     pub fn table(&self) -> crate::table::Table {
         let order: Vec<String> = self.params.modes.iter().map(Mode::to_string).collect();
         summary::table(&self.summary, &order)
@@ -330,14 +338,13 @@ async fn trace_once(
                 .map_err(|_| TraceError::Panicked);
             match counts {
                 Ok(Ok(c)) => {
-                    // Probes to an address without a pod wait in the
-                    // neighbour queue until resolution fails (3 probes, 1 s
-                    // apart): stay attached to see where they are dropped.
-                    let linger = match probe.receiver {
-                        Some(_) => Duration::from_millis(100),
-                        None => NEIGHBOUR_TIMEOUT,
-                    };
-                    tokio::time::sleep(linger).await;
+                    // The stream waited for its receiver to see the last
+                    // probes. Probes to an address without a pod wait in
+                    // the neighbour queue until resolution fails (3 probes,
+                    // 1 s apart): stay attached to see where they drop.
+                    if probe.receiver.is_none() {
+                        tokio::time::sleep(NEIGHBOUR_TIMEOUT).await;
+                    }
                     Some(c)
                 }
                 Ok(Err(e)) | Err(e) => {
