@@ -3,6 +3,9 @@
 //!
 //! Layers (each with its own error type; none reaches into another's
 //! internals):
+//! - [`names`], [`securefs`], [`runtime`], [`privileges`], [`fault`]: the
+//!   safety base: validated names, checked directories, per-lab state and
+//!   the one-writer lock, privilege checks, fault points for tests.
 //! - [`netns`], [`nl`], [`sysctl`]: namespaces and netlink plumbing.
 //! - [`lab`]: the article's topology in network namespaces.
 //! - [`dataplane`]: the eBPF programs, their maps, attach and mode switch.
@@ -14,12 +17,16 @@ pub mod bench;
 pub mod cli;
 pub mod control;
 pub mod dataplane;
+pub mod fault;
 pub mod lab;
+pub mod names;
 pub mod netns;
 pub mod nl;
+pub mod privileges;
 pub mod probe;
 pub mod report;
 pub mod runtime;
+pub mod securefs;
 pub mod sysctl;
 pub mod table;
 pub mod trace;

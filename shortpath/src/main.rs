@@ -1,5 +1,7 @@
+use std::time::Duration;
+
 use clap::Parser as _;
-use shortpath::cli::{self, Cli};
+use shortpath::cli::{self, Cli, Interrupted};
 
 fn main() {
     let cli = Cli::parse();
@@ -24,14 +26,22 @@ fn main() {
     };
     let code = match rt.block_on(cli::run(cli)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(i) => {
+                eprintln!("{i}");
+                i.signal.exit_code()
             }
-            1
-        }
+            None => {
+                eprintln!("error: {e}");
+                for cause in e.chain().skip(1) {
+                    eprintln!("  caused by: {cause}");
+                }
+                1
+            }
+        },
     };
-    drop(rt);
+    // Load threads of an interrupted bench may still be finishing their
+    // round against a lab that is gone; do not wait for them.
+    rt.shutdown_timeout(Duration::from_millis(200));
     std::process::exit(code);
 }

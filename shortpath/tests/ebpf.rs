@@ -360,7 +360,9 @@ struct PodBench {
 
 fn pod_bench(lab: &TestLab) -> PodBench {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let inv = rt.block_on(lab::inventory(&lab.name)).expect("inventory");
+    let inv = rt
+        .block_on(lab::inventory(&lab.name.parse().unwrap()))
+        .expect("inventory");
     let spec = inv.dataplane_spec("node-a").expect("node-a");
     assert_eq!(spec.pods.len(), 2);
     PodBench { spec, inv }

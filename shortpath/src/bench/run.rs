@@ -10,11 +10,11 @@ use super::{
     result::{BenchResult, Machine, Params, RoundResult},
     stats, BenchError, BenchMode, PathKind,
 };
-use crate::{control, dataplane, lab, netns::Netns};
+use crate::{control, lab, names::LabName, netns::Netns, runtime::LabLock};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    pub lab: String,
+    pub lab: LabName,
     pub modes: Vec<BenchMode>,
     pub tests: Vec<Test>,
     pub duration: Duration,
@@ -44,12 +44,12 @@ impl<F: Fn(&str)> Progress for F {
 }
 
 /// Pod and host targets of the lab.
-async fn targets(lab_name: &str, path: PathKind) -> Result<(Target, Target), BenchError> {
+async fn targets(lab_name: &LabName, path: PathKind) -> Result<(Target, Target), BenchError> {
     let inv = lab::inventory(lab_name)
         .await
         .map_err(control::ControlError::from)?;
     let topo = |what: &str| BenchError::Topology {
-        lab: lab_name.to_owned(),
+        lab: lab_name.to_string(),
         what: what.to_owned(),
     };
     let (n0, n1) = match inv.nodes.as_slice() {
@@ -91,18 +91,19 @@ async fn targets(lab_name: &str, path: PathKind) -> Result<(Target, Target), Ben
     Ok((pod, host))
 }
 
-/// Runs the benchmark; the lab's mode is restored afterwards.
-pub async fn run(cfg: &BenchConfig, progress: &dyn Progress) -> Result<BenchResult, BenchError> {
+/// Runs the benchmark, switching modes as the holder of the lab's lock.
+/// Putting the lab back in its mode is the caller's (see the CLI's
+/// session), so an interrupted run is put back too.
+pub async fn run(
+    cfg: &BenchConfig,
+    lock: &LabLock,
+    progress: &dyn Progress,
+) -> Result<BenchResult, BenchError> {
+    debug_assert_eq!(lock.lab(), &cfg.lab);
     let (pod, host) = targets(&cfg.lab, cfg.path).await?;
-    let original = dataplane::load_state(&cfg.lab)
-        .map_err(control::ControlError::from)?
-        .mode;
-    let out = measure(cfg, &pod, &host, progress).await;
-    let restore = control::set_mode(&cfg.lab, original, None).await;
-    let (rounds, hists) = out?;
-    restore?;
+    let (rounds, hists) = measure(cfg, lock, &pod, &host, progress).await?;
     let params = Params {
-        lab: cfg.lab.clone(),
+        lab: cfg.lab.to_string(),
         path: cfg.path,
         family: if pod.addr.is_ipv4() { "ipv4" } else { "ipv6" },
         modes: cfg.modes.clone(),
@@ -128,6 +129,7 @@ type Measured = (
 
 async fn measure(
     cfg: &BenchConfig,
+    lock: &LabLock,
     pod: &Target,
     host: &Target,
     progress: &dyn Progress,
@@ -138,7 +140,7 @@ async fn measure(
     for round in 0..cfg.rounds {
         for &mode in &cfg.modes {
             if current != Some(mode.dataplane()) {
-                control::set_mode(&cfg.lab, mode.dataplane(), None).await?;
+                control::set_mode(lock, mode.dataplane(), None).await?;
                 current = Some(mode.dataplane());
             }
             let target = if mode == BenchMode::Host { host } else { pod };

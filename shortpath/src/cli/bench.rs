@@ -3,12 +3,16 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::DEFAULT_LAB;
+use super::{
+    session::{self, Ctx, LabUse},
+    DEFAULT_LAB,
+};
 use crate::{
     bench::{self, BenchConfig, BenchMode, BenchResult, PathKind, Test},
-    control,
-    lab::{self, config::Config},
+    lab::config::Config,
+    names::LabName,
     report,
+    runtime::LabLock,
 };
 
 #[derive(Debug, Args, Clone)]
@@ -57,7 +61,7 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    fn config(&self) -> anyhow::Result<BenchConfig> {
+    pub(super) fn config(&self, lab: &LabName) -> anyhow::Result<BenchConfig> {
         anyhow::ensure!(self.rounds >= 1, "--rounds must be at least 1");
         anyhow::ensure!(self.duration > 0.0, "--duration must be positive");
         anyhow::ensure!(
@@ -71,7 +75,7 @@ impl BenchArgs {
             _ => anyhow::bail!("--cpu takes one or two CPU numbers: client[,server]"),
         };
         Ok(BenchConfig {
-            lab: self.name.clone(),
+            lab: lab.clone(),
             modes: self.modes.clone(),
             tests: self.tests.clone(),
             duration: Duration::from_secs_f64(self.duration),
@@ -84,21 +88,30 @@ impl BenchArgs {
     }
 }
 
-/// Runs a bench on `args.name`, building the lab first if it is not up
-/// (and removing it afterwards).
-pub async fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchResult> {
-    let cfg = args.config()?;
-    let own = lab::load_state(&args.name)?.is_none();
-    if own {
-        let mut lab_cfg = Config::default_lab();
-        if args.path == PathKind::Local {
-            lab_cfg = Config::parse(
-                "[[node]]\nname = \"node-a\"\npods = 2\n[[node]]\nname = \"node-b\"\npods = 1\n",
-                "bench lab",
-            )?;
-        }
-        super::build_lab(&args.name, &lab_cfg, "lab is not up").await?;
-    }
+/// The lab a bench builds when none is up.
+fn own_lab(path: PathKind) -> anyhow::Result<Config> {
+    Ok(match path {
+        PathKind::Remote => Config::default_lab(),
+        PathKind::Local => Config::parse(
+            "[[node]]\nname = \"node-a\"\npods = 2\n[[node]]\nname = \"node-b\"\npods = 1\n",
+            "bench lab",
+        )?,
+    })
+}
+
+/// Runs a bench on lab `name`, building the lab first if it is not up
+/// (and removing it afterwards); a lab it found is put back in its mode.
+pub async fn run_bench(ctx: &Ctx, name: &LabName, args: &BenchArgs) -> anyhow::Result<BenchResult> {
+    let cfg = args.config(name)?;
+    let lab = own_lab(args.path)?;
+    session::with_lab(ctx, name, LabUse::BuildIfMissing(lab), "lab is not up", async |lock| {
+        measure(&cfg, lock).await
+    })
+    .await
+}
+
+/// The bench itself, with a progress bar, as the holder of `lock`.
+pub async fn measure(cfg: &BenchConfig, lock: &LabLock) -> anyhow::Result<BenchResult> {
     let bar = ProgressBar::new(cfg.steps());
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -109,16 +122,13 @@ pub async fn run_bench(args: &BenchArgs) -> anyhow::Result<BenchResult> {
         bar.inc(1);
         bar.set_message(label.to_owned());
     };
-    let r = bench::run(&cfg, &progress).await;
+    let r = bench::run(cfg, lock, &progress).await;
     bar.finish_and_clear();
-    if own {
-        control::down(&args.name).await?;
-    }
     Ok(r?)
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
-    let r = run_bench(&args).await?;
+pub async fn run(args: BenchArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32> {
+    let r = run_bench(ctx, &name, &args).await?;
     print!("{}", bench::summary_table(&r));
     let lat = bench::latency_table(&r);
     if !lat.is_empty() {

@@ -3,12 +3,16 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::DEFAULT_LAB;
+use super::{
+    session::{self, Ctx},
+    DEFAULT_LAB,
+};
 use crate::{
     control::{self, DataplaneStatus},
     dataplane::{AttachKind, Mode},
     lab::{self, config::Config, Inventory},
-    netns::Netns,
+    names::LabName,
+    netns::{self, Netns},
     probe::{self, Endpoint},
     table::Table,
 };
@@ -69,20 +73,56 @@ pub enum LabCommand {
     Config,
 }
 
-pub async fn run(cmd: LabCommand) -> anyhow::Result<i32> {
+impl LabCommand {
+    pub(super) fn lab_name(&self) -> Option<&str> {
+        match self {
+            LabCommand::Up { name, .. }
+            | LabCommand::Down { name }
+            | LabCommand::Status { name, .. }
+            | LabCommand::Exec { name, .. }
+            | LabCommand::Check { name, .. } => Some(name),
+            LabCommand::Config => None,
+        }
+    }
+}
+
+pub async fn run(
+    cmd: LabCommand,
+    name: Option<LabName>,
+    ctx: impl FnOnce() -> anyhow::Result<Ctx>,
+) -> anyhow::Result<i32> {
+    let lab_name = || name.clone().expect("the command takes a lab name");
     match cmd {
         LabCommand::Up {
             config,
-            name,
             force,
             mode,
             attach,
+            ..
         } => {
+            let name = lab_name();
+            // The whole config is checked before anything is created.
             let cfg = match &config {
                 Some(p) => Config::load(p)?,
                 None => Config::default_lab(),
             };
-            let plan = control::up(&name, &cfg, force, mode, attach).await?;
+            let ctx = ctx()?;
+            let lock = ctx.lock(&name).await?;
+            let built = ctx
+                .interrupt
+                .race(control::up(&lock, &cfg, force, mode, attach))
+                .await;
+            netns::wait_idle().await;
+            let plan = match built {
+                Ok(r) => r?,
+                Err(signal) => {
+                    let ended = control::down(&lock)
+                        .await
+                        .map(|()| format!("removed lab {name}, which it was building"))
+                        .map_err(anyhow::Error::from);
+                    return session::finish::<i32>(Err(signal), ended);
+                }
+            };
             eprintln!(
                 "lab {name} is up in {mode} mode: {} nodes, {} pods (shortpath lab status --name {name})",
                 plan.nodes.len(),
@@ -90,12 +130,17 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        LabCommand::Down { name } => {
-            control::down(&name).await?;
+        LabCommand::Down { .. } => {
+            let name = lab_name();
+            let ctx = ctx()?;
+            let lock = ctx.lock(&name).await?;
+            // Removal is finished even after a signal: it is the cleanup.
+            control::down(&lock).await?;
             eprintln!("lab {name} is down");
             Ok(0)
         }
-        LabCommand::Status { name, json } => {
+        LabCommand::Status { json, .. } => {
+            let name = lab_name();
             let inv = lab::inventory(&name).await?;
             let dp = control::status(&inv).await?;
             if json {
@@ -105,12 +150,12 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        LabCommand::Exec { name, target, cmd } => {
-            let status =
-                lab::exec(&name, &target, &cmd).with_context(|| format!("lab exec {target}"))?;
+        LabCommand::Exec { target, cmd, .. } => {
+            let status = lab::exec(&lab_name(), &target, &cmd)
+                .with_context(|| format!("lab exec {target}"))?;
             Ok(status.code().unwrap_or(128 + status_signal(&status)))
         }
-        LabCommand::Check { name, size } => check(&name, size).await,
+        LabCommand::Check { size, .. } => check(&lab_name(), size).await,
         LabCommand::Config => {
             print!("{}", lab::config::DEFAULT_TOML);
             Ok(0)
@@ -124,7 +169,7 @@ pub fn endpoints(plan: &lab::plan::Plan) -> (Vec<Endpoint>, Vec<Endpoint>) {
         .nodes
         .iter()
         .map(|n| Endpoint {
-            name: n.name.clone(),
+            name: n.name.to_string(),
             netns: Netns::new(&n.netns),
             ipv4: n.nic_ipv4.map(|a| a.addr()),
             ipv6: n.nic_ipv6.map(|a| a.addr()),
@@ -133,7 +178,7 @@ pub fn endpoints(plan: &lab::plan::Plan) -> (Vec<Endpoint>, Vec<Endpoint>) {
     let pods = plan
         .pods()
         .map(|p| Endpoint {
-            name: p.name.clone(),
+            name: p.name.to_string(),
             netns: Netns::new(&p.netns),
             ipv4: p.ipv4.map(|a| a.addr()),
             ipv6: p.ipv6.map(|a| a.addr()),
@@ -142,7 +187,7 @@ pub fn endpoints(plan: &lab::plan::Plan) -> (Vec<Endpoint>, Vec<Endpoint>) {
     (nodes, pods)
 }
 
-async fn check(name: &str, size: usize) -> anyhow::Result<i32> {
+async fn check(name: &LabName, size: usize) -> anyhow::Result<i32> {
     let st = lab::ready_state(name)?;
     let (nodes, pods) = endpoints(&st.plan);
     let results = tokio::task::spawn_blocking(move || {
@@ -183,6 +228,7 @@ fn status_signal(s: &std::process::ExitStatus) -> i32 {
 fn status_json(inv: &Inventory, dp: &DataplaneStatus) -> serde_json::Value {
     let mut v = serde_json::to_value(inv).expect("inventory serializes");
     v["mode"] = dp.mode.as_str().into();
+    v["drift"] = dp.drift.clone().into();
     v["dataplane"] = serde_json::to_value(dp).expect("dataplane status serializes");
     v
 }
@@ -195,13 +241,17 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 fn status_text(inv: &Inventory, dp: &DataplaneStatus) -> String {
     let attach = dp.attach.map_or("-", AttachKind::as_str);
     let mut out = format!(
-        "lab {}  mode {} (attach {attach})  netfilter {}  mtu {}\n\n",
+        "lab {}  mode {} (attach {attach})  netfilter {}  mtu {}\n",
         inv.name, dp.mode, inv.netfilter, inv.mtu
     );
+    if let Some(d) = &dp.drift {
+        out += &format!("drift: {d}\n");
+    }
+    out.push('\n');
     let mut nodes = Table::new(["NODE", "NETNS", "NIC", "IFINDEX", "IPV4", "IPV6", "MAC"]);
     for n in &inv.nodes {
         nodes.row([
-            n.name.clone(),
+            n.name.to_string(),
             n.netns.clone(),
             n.nic.name.clone(),
             n.nic.ifindex.to_string(),
@@ -215,8 +265,8 @@ fn status_text(inv: &Inventory, dp: &DataplaneStatus) -> String {
     let mut pods = Table::new(["POD", "NODE", "NETNS", "IPV4", "IPV6", "MAC", "HOST IF"]);
     for p in &inv.pods {
         pods.row([
-            p.name.clone(),
-            p.node.clone(),
+            p.name.to_string(),
+            p.node.to_string(),
             p.netns.clone(),
             opt(&p.ipv4),
             opt(&p.ipv6),

@@ -1,26 +1,27 @@
 //! The `shortpath` command line: argument types and what each command does.
 //! `main.rs` only parses and dispatches, so tests can drive the same code.
+//!
+//! Every command first turns its lab name into a [`LabName`] (one clear
+//! line and nothing touched if it is not one), then checks privileges;
+//! commands that change a lab take its lock and run under a [`session`].
 
 mod bench;
+mod interrupt;
 mod lab;
 mod mode;
 mod report;
+pub mod session;
 mod trace;
 
 use clap::{Parser, Subcommand};
 
+pub use interrupt::Interrupted;
 pub use lab::LabCommand;
+
+use crate::{names::LabName, privileges, runtime::Wait};
 
 /// Default lab name.
 pub const DEFAULT_LAB: &str = "sp";
-
-/// Builds lab `name` from `cfg` in bridge mode for a command that removes
-/// it again when done; `why` tells the user.
-async fn build_lab(name: &str, cfg: &crate::lab::config::Config, why: &str) -> anyhow::Result<()> {
-    eprintln!("{why}: building lab {name}");
-    crate::control::up(name, cfg, false, crate::dataplane::Mode::Bridge, None).await?;
-    Ok(())
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +33,10 @@ pub struct Cli {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// When another command is changing the lab, fail at once instead of
+    /// waiting for it.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -54,13 +59,44 @@ pub enum Command {
     Trace(trace::TraceArgs),
 }
 
+impl Command {
+    /// The lab name the command was given, if it takes one.
+    fn lab_name(&self) -> Option<&str> {
+        match self {
+            Command::Lab(c) => c.lab_name(),
+            Command::Mode(a) => Some(&a.name),
+            Command::Bench(a) => Some(&a.name),
+            Command::Report(a) => Some(&a.name),
+            Command::Trace(a) => Some(&a.name),
+        }
+    }
+
+    /// Everything but printing the default config touches namespaces,
+    /// devices or eBPF.
+    fn needs_privileges(&self) -> bool {
+        !matches!(self, Command::Lab(LabCommand::Config))
+    }
+}
+
 /// Runs a command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let name = cli.command.lab_name().map(LabName::new).transpose()?;
+    if cli.command.needs_privileges() {
+        privileges::require()?;
+    }
+    let ctx = || -> anyhow::Result<session::Ctx> {
+        Ok(session::Ctx {
+            wait: if cli.no_wait { Wait::NoWait } else { Wait::Block },
+            interrupt: interrupt::Interrupt::install()?,
+        })
+    };
     match cli.command {
-        Command::Lab(cmd) => lab::run(cmd).await,
-        Command::Mode(args) => mode::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::Report(args) => report::run(args).await,
-        Command::Trace(args) => trace::run(args).await,
+        Command::Lab(cmd) => lab::run(cmd, name, ctx).await,
+        Command::Mode(args) => mode::run(args, name.expect("mode takes a name"), &ctx()?).await,
+        Command::Bench(args) => bench::run(args, name.expect("bench takes a name"), &ctx()?).await,
+        Command::Report(args) => {
+            report::run(args, name.expect("report takes a name"), &ctx()?).await
+        }
+        Command::Trace(args) => trace::run(args, name.expect("trace takes a name"), &ctx()?).await,
     }
 }

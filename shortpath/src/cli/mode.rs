@@ -1,48 +1,83 @@
 use clap::Args;
 
-use super::DEFAULT_LAB;
+use super::{
+    session::{self, Ctx},
+    DEFAULT_LAB,
+};
 use crate::{
     control,
-    dataplane::{counters, AttachKind, Mode, ProgramStatus},
+    dataplane::{counters, AttachKind, DataplaneState, Mode, ProgramStatus},
     lab,
+    names::LabName,
+    netns,
     table::Table,
 };
 
 #[derive(Debug, Args)]
 pub struct ModeArgs {
     #[arg(long, default_value = DEFAULT_LAB)]
-    name: String,
-    /// bridge, redirect or peer; without it, show the current mode.
+    pub name: String,
+    /// bridge, redirect or peer; without it, show what the kernel runs.
     mode: Option<Mode>,
-    /// How programs attach: tcx or tc (default: what the lab uses, else tcx
-    /// where the kernel has it).
+    /// How programs attach: tcx or tc (default: how they are attached now,
+    /// else tcx where the kernel has it).
     #[arg(long)]
     attach: Option<AttachKind>,
 }
 
-pub async fn run(args: ModeArgs) -> anyhow::Result<i32> {
-    match args.mode {
-        Some(mode) => {
-            let st = control::set_mode(&args.name, mode, args.attach).await?;
-            match st.attach {
-                Some(a) => eprintln!("lab {}: {} mode (attach {a})", args.name, st.mode),
-                None => eprintln!("lab {}: {} mode", args.name, st.mode),
-            }
+pub async fn run(args: ModeArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32> {
+    let Some(mode) = args.mode else {
+        let inv = lab::inventory(&name).await?;
+        let dp = control::status(&inv).await?;
+        let attach = dp.attach.map_or("-", AttachKind::as_str);
+        println!("{} (attach {attach})", dp.mode);
+        if let Some(d) = &dp.drift {
+            println!("drift: {d}");
         }
-        None => {
-            let inv = lab::inventory(&args.name).await?;
-            let dp = control::status(&inv).await?;
-            let attach = dp.attach.map_or("-", AttachKind::as_str);
-            println!("{} (attach {attach})", dp.mode);
-            if !dp.programs.is_empty() {
-                print!("{}", counters_table(&dp.programs));
-            }
+        if dp.programs.iter().any(|p| p.attached || !p.counters.is_empty()) {
+            print!("{}", counters_table(&dp.programs));
         }
+        return Ok(0);
+    };
+    let lock = ctx.lock(&name).await?;
+    // What to go back to if interrupted: the kernel's setting, or bridge
+    // when it was half-switched already.
+    let before = session::current_setting(&name)
+        .await
+        .unwrap_or(DataplaneState::default());
+    let switched = ctx
+        .interrupt
+        .race(control::set_mode(&lock, mode, args.attach))
+        .await;
+    netns::wait_idle().await;
+    let st = match switched {
+        Ok(r) => r?,
+        Err(signal) => {
+            let ended = session::restore_mode(&lock, before).await;
+            return session::finish::<i32>(Err(signal), ended);
+        }
+    };
+    match st.attach {
+        Some(a) => eprintln!("lab {name}: {} mode (attach {a})", st.mode),
+        None => eprintln!("lab {name}: {} mode", st.mode),
     }
     Ok(0)
 }
 
-/// Per-program counters: redirected, passed and dropped with reasons.
+fn attachment(p: &ProgramStatus) -> String {
+    let mut s = match (p.attach, p.mode) {
+        (None, _) => "no".to_owned(),
+        (Some(k), Some(m)) => format!("{m} ({k})"),
+        (Some(k), None) => format!("? ({k})"),
+    };
+    if p.extra_programs > 0 {
+        s += &format!(" +{}", p.extra_programs);
+    }
+    s
+}
+
+/// Per-port attachment (as the kernel reports it) and counters:
+/// redirected, passed and dropped with reasons.
 pub fn counters_table(programs: &[ProgramStatus]) -> Table {
     let mut t = Table::new([
         "NETNS",
@@ -63,7 +98,7 @@ pub fn counters_table(programs: &[ProgramStatus]) -> Table {
             p.netns.clone(),
             format!("{} ({})", p.ifname, p.ifindex),
             p.hook.to_owned(),
-            if p.attached { "yes" } else { "no" }.to_owned(),
+            attachment(p),
             counters::redirected(&p.counters).to_string(),
             detail,
         ]);

@@ -2,14 +2,18 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::bench::{run_bench, BenchArgs};
+use super::{
+    bench::BenchArgs,
+    session::{self, Ctx, LabUse},
+};
 use crate::{
     bench::{self, BenchMode, PathKind},
-    control,
     dataplane::Mode,
-    lab::{self, config::Config},
+    lab::config::Config,
+    names::LabName,
     report,
-    trace::{self, Direction, TraceConfig},
+    runtime::LabLock,
+    trace::{self, Access, Direction, TraceConfig},
 };
 
 #[derive(Debug, Args)]
@@ -19,7 +23,7 @@ pub struct ReportArgs {
     out: PathBuf,
     /// Name of the lab the report builds (and removes).
     #[arg(long, default_value = "spreport")]
-    name: String,
+    pub name: String,
     /// Seconds per test per round.
     #[arg(long, default_value_t = 3.0)]
     duration: f64,
@@ -39,17 +43,15 @@ pub struct ReportArgs {
     trace_packets: u32,
 }
 
-pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
-    anyhow::ensure!(
-        lab::load_state(&args.name)?.is_none(),
-        "lab {0} exists; the report builds its own: remove it (shortpath lab down --name {0}) or pass --name",
-        args.name
-    );
-    super::build_lab(&args.name, &Config::default_lab(), "report").await?;
-    let measured = measure(&args).await;
-    let down = control::down(&args.name).await;
-    let (r, t) = measured?;
-    down?;
+pub async fn run(args: ReportArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32> {
+    let (r, t) = session::with_lab(
+        ctx,
+        &name,
+        LabUse::BuildNew(Config::default_lab()),
+        "the report",
+        async |lock| measure(&args, &name, lock).await,
+    )
+    .await?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let path = report::write(&r, t.as_ref(), &command, &args.out)?;
     print!("{}", bench::summary_table(&r));
@@ -64,6 +66,8 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<i32> {
 /// Bench, then trace, on the report's lab.
 async fn measure(
     args: &ReportArgs,
+    name: &LabName,
+    lock: &LabLock,
 ) -> anyhow::Result<(bench::BenchResult, Option<trace::TraceResult>)> {
     let bench_args = BenchArgs {
         name: args.name.clone(),
@@ -78,12 +82,12 @@ async fn measure(
         json: None,
         plot: None,
     };
-    let r = run_bench(&bench_args).await?;
+    let r = super::bench::measure(&bench_args.config(name)?, lock).await?;
     if args.trace_packets == 0 {
         return Ok((r, None));
     }
     let cfg = TraceConfig {
-        lab: args.name.clone(),
+        lab: name.clone(),
         modes: Mode::ALL.to_vec(),
         directions: vec![Direction::Rx, Direction::Tx],
         packets: args.trace_packets,
@@ -92,6 +96,6 @@ async fn measure(
         follow: None,
         sample: 1,
     };
-    let t = trace::run(&cfg, &|what: &str| eprintln!("{what}")).await?;
+    let t = trace::run(&cfg, Access::Switch(lock), &|what: &str| eprintln!("{what}")).await?;
     Ok((r, Some(t)))
 }

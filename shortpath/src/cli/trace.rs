@@ -2,12 +2,15 @@ use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 
-use super::DEFAULT_LAB;
+use super::{
+    session::{self, Ctx, LabUse},
+    DEFAULT_LAB,
+};
 use crate::{
-    control,
     dataplane::Mode,
     lab::{self, config::Config},
-    trace::{self, summary, Direction, TraceConfig, TraceResult},
+    names::LabName,
+    trace::{self, summary, Access, Direction, TraceConfig, TraceResult},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,7 +61,7 @@ pub struct TraceArgs {
 }
 
 impl TraceArgs {
-    pub fn config(&self) -> anyhow::Result<TraceConfig> {
+    pub fn config(&self, lab: &LabName) -> anyhow::Result<TraceConfig> {
         anyhow::ensure!(self.packets > 0, "--packets must be at least 1");
         anyhow::ensure!(!self.modes.is_empty(), "--modes is empty");
         anyhow::ensure!(
@@ -66,7 +69,7 @@ impl TraceArgs {
             "--duration must be positive"
         );
         Ok(TraceConfig {
-            lab: self.name.clone(),
+            lab: lab.clone(),
             modes: self.modes.clone(),
             directions: match self.direction {
                 Directions::Rx => vec![Direction::Rx],
@@ -82,28 +85,38 @@ impl TraceArgs {
     }
 }
 
-/// Runs a trace on `args.name`, building the lab first if it is not up
-/// (and removing it afterwards).
-pub async fn run_trace(args: &TraceArgs) -> anyhow::Result<TraceResult> {
-    let cfg = args.config()?;
-    let own = lab::load_state(&args.name)?.is_none();
-    anyhow::ensure!(
-        !(own && args.follow),
-        "lab {} is not up: --follow traces traffic on a running lab",
-        args.name
-    );
-    if own {
-        super::build_lab(&args.name, &Config::default_lab(), "lab is not up").await?;
+/// Runs a trace on lab `name`. Probing switches modes: it builds the lab
+/// first if it is not up (and removes it afterwards) and puts a lab it
+/// found back in its mode. Following live traffic changes nothing.
+pub async fn run_trace(ctx: &Ctx, name: &LabName, args: &TraceArgs) -> anyhow::Result<TraceResult> {
+    let cfg = args.config(name)?;
+    let progress = |what: &str| eprintln!("{what}");
+    if args.follow {
+        anyhow::ensure!(
+            lab::load_state(name)?.is_some(),
+            "lab {name} is not up: --follow traces traffic on a running lab"
+        );
+        return match ctx
+            .interrupt
+            .race(trace::run(&cfg, Access::Follow, &progress))
+            .await
+        {
+            Ok(r) => Ok(r?),
+            Err(signal) => session::finish(Err(signal), Ok("the tracer is detached".into())),
+        };
     }
-    let r = trace::run(&cfg, &|what: &str| eprintln!("{what}")).await;
-    if own {
-        control::down(&args.name).await?;
-    }
-    Ok(r?)
+    session::with_lab(
+        ctx,
+        name,
+        LabUse::BuildIfMissing(Config::default_lab()),
+        "lab is not up",
+        async |lock| Ok(trace::run(&cfg, Access::Switch(lock), &progress).await?),
+    )
+    .await
 }
 
-pub async fn run(args: TraceArgs) -> anyhow::Result<i32> {
-    let r = run_trace(&args).await?;
+pub async fn run(args: TraceArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32> {
+    let r = run_trace(ctx, &name, &args).await?;
     print!("{}", r.table());
     println!(
         "RX: first netif_receive_skb on the receiving NIC → {}. TX: first net_dev_queue on the pod's interface → net_dev_start_xmit on the node's NIC.",

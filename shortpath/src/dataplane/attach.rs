@@ -19,14 +19,17 @@ use serde::Serialize;
 use super::{
     counters::{self, ReasonCounts},
     endpoints,
+    kernel::{self, PortView},
     pins::{self, NodePins},
-    AttachKind, DataplaneError, DataplaneState, Hook, Mode, NodeSpec, Port, TcObject,
+    AttachKind, DataplaneError, Hook, Mode, NodeSpec, Port, TcObject,
 };
+use crate::nl::blocking::TcHook;
 
 /// Our cls_bpf filter's fixed identity on every device, so a later run
 /// (another process) can replace or remove exactly it.
 const TC_PRIORITY: u16 = 1;
-const TC_HANDLE: TcHandle = TcHandle::new(0, 1);
+const TC_HANDLE_RAW: u16 = 1;
+const TC_HANDLE: TcHandle = TcHandle::new(0, TC_HANDLE_RAW);
 
 fn ports(spec: &NodeSpec) -> Vec<(Port, Hook)> {
     std::iter::once((spec.nic.clone(), Hook::FromNic))
@@ -59,27 +62,22 @@ pub fn prepare(spec: &NodeSpec) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Brings one node to `mode` with programs attached the `attach` way.
-/// `prev` is what the node had. Call inside the node's namespace.
-pub fn apply(
-    spec: &NodeSpec,
-    mode: Mode,
-    attach: AttachKind,
-    prev: &DataplaneState,
-) -> Result<(), DataplaneError> {
-    let pins = NodePins::new(&spec.lab, &spec.node);
+/// Brings one node to `mode` with programs attached the `attach` way,
+/// starting from whatever the kernel has attached (not what a state file
+/// says). Call inside the node's namespace.
+pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), DataplaneError> {
     let ports = ports(spec);
-    let prev_attach = prev.attach.filter(|_| prev.mode != Mode::Bridge);
 
     let Some(fast) = mode.fast_path() else {
-        // Bridge: the stack does everything. Detaching is atomic too.
-        if let Some(kind) = prev_attach {
-            for (port, _) in &ports {
-                detach(spec, &pins, port, kind)?;
+        // Bridge: the stack does everything. Every program of ours the
+        // kernel shows on the node's devices goes, whatever was recorded;
+        // detaching is atomic per hook too.
+        kernel::detach_everything(&spec.netns)?;
+        if let Some(pins) = NodePins::existing(&spec.lab, &spec.node)? {
+            remove_link_pins(&pins, &[])?;
+            for hook in [Hook::FromNic, Hook::FromPod] {
+                pins::unpin(&pins.prog(hook.program()))?;
             }
-        }
-        for hook in [Hook::FromNic, Hook::FromPod] {
-            pins::unpin(&pins.prog(hook.program()))?;
         }
         return Ok(());
     };
@@ -88,7 +86,7 @@ pub fn apply(
     }
 
     prepare(spec)?;
-    pins.create()?;
+    let pins = NodePins::create(&spec.lab, &spec.node)?;
     let mut obj = TcObject::load(fast, Some(&pins.maps()))?;
     endpoints::sync(&mut obj.endpoints()?, &endpoints::entries(spec))?;
     for hook in [Hook::FromNic, Hook::FromPod] {
@@ -115,14 +113,51 @@ pub fn apply(
             AttachKind::Tcx => attach_tcx(prog, &pins, port).map_err(wrap)?,
             AttachKind::Tc => attach_tc(prog, port).map_err(wrap)?,
         }
-        // Switching tc ↔ tcx: the new hook runs first (TCX before cls_bpf),
-        // so removing the old one afterwards loses nothing.
-        if let Some(old) = prev_attach.filter(|k| *k != attach) {
-            detach(spec, &pins, port, old)?;
+        // Anything else of ours on the port — the other attach kind after a
+        // tc ↔ tcx switch, leftovers of an interrupted run — goes now. The
+        // new hook already runs (TCX before cls_bpf, and a TCX program's
+        // verdict ends the chain), so removing the rest loses nothing.
+        let keep = own_attachment(&pins, port, attach)?;
+        for a in kernel::attachments(&spec.netns, port)? {
+            if !keep.matches(&a) {
+                kernel::detach(&spec.netns, port, &a)?;
+            }
         }
     }
-    remove_stale_links(&pins, &ports)?;
+    remove_link_pins(&pins, &ports)?;
     Ok(())
+}
+
+/// Which attachment on a port is the one this run made.
+enum Keep {
+    TcxLink(Option<u32>),
+    TcFilter,
+}
+
+impl Keep {
+    fn matches(&self, a: &kernel::Attachment) -> bool {
+        match self {
+            Keep::TcxLink(id) => a.kind == AttachKind::Tcx && id.is_some_and(|id| a.link_ids() == [id]),
+            Keep::TcFilter => {
+                a.kind == AttachKind::Tc
+                    && a.hook == TcHook::Ingress
+                    && a.tc_id() == Some((TC_PRIORITY, u32::from(TC_HANDLE_RAW)))
+            }
+        }
+    }
+}
+
+fn own_attachment(pins: &NodePins, port: &Port, kind: AttachKind) -> Result<Keep, DataplaneError> {
+    Ok(match kind {
+        AttachKind::Tcx => {
+            let path = pins.link(&port.ifname);
+            Keep::TcxLink(
+                super::sys::pinned_link_id(&path)
+                    .map_err(|source| DataplaneError::Pin { path, source })?,
+            )
+        }
+        AttachKind::Tc => Keep::TcFilter,
+    })
 }
 
 /// Updates the pinned TCX link of `port` to `prog`, or creates and pins it.
@@ -189,117 +224,85 @@ fn attach_tc(prog: &mut SchedClassifier, port: &Port) -> Result<(), ProgramError
     Ok(())
 }
 
-fn detach(
-    spec: &NodeSpec,
-    pins: &NodePins,
-    port: &Port,
-    kind: AttachKind,
-) -> Result<(), DataplaneError> {
-    match kind {
-        AttachKind::Tcx => {
-            let path = pins.link(&port.ifname);
-            super::sys::detach_pinned_link(&path).map_err(|source| DataplaneError::Pin {
-                path: path.clone(),
-                source,
-            })?;
-            pins::unpin(&path)
-        }
-        AttachKind::Tc => {
-            let link = match SchedClassifierLink::attached(
-                &port.ifname,
-                TcAttachType::Ingress,
-                TC_PRIORITY,
-                TC_HANDLE,
-                None,
-            ) {
-                Ok(l) => l,
-                // The device is gone, and its filters with it.
-                Err(_) => return Ok(()),
-            };
-            use aya::programs::links::Link as _;
-            match link.detach() {
-                Ok(()) => Ok(()),
-                Err(ProgramError::NetlinkError(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    Ok(())
-                }
-                Err(source) => Err(DataplaneError::Attach {
-                    netns: spec.netns.clone(),
-                    program: "tc filter",
-                    ifname: port.ifname.clone(),
-                    ifindex: port.ifindex,
-                    attach: "tc",
-                    source: Box::new(source),
-                }),
-            }
-        }
-    }
-}
-
-/// Link pins of devices that are no longer ports (deleted pods).
-fn remove_stale_links(pins: &NodePins, ports: &[(Port, Hook)]) -> Result<(), DataplaneError> {
+/// Link pins of devices that are not (or no longer) ports: deleted pods, or
+/// every one of them when `ports` is empty. A pinned link is detached
+/// before its pin goes, so it stops at once.
+fn remove_link_pins(pins: &NodePins, ports: &[(Port, Hook)]) -> Result<(), DataplaneError> {
     let Ok(entries) = std::fs::read_dir(pins.links()) else {
         return Ok(());
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !ports.iter().any(|(p, _)| p.ifname == name) {
-            pins::unpin(&e.path())?;
+            let path = e.path();
+            super::sys::detach_pinned_link(&path).map_err(|source| DataplaneError::Pin {
+                path: path.clone(),
+                source,
+            })?;
+            pins::unpin(&path)?;
         }
     }
     Ok(())
 }
 
-/// One attached program and what it did.
+/// One port, what the kernel has attached to it, and what its program
+/// counted.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProgramStatus {
     pub netns: String,
     pub ifname: String,
     pub ifindex: u32,
     pub hook: &'static str,
-    /// Whether the kernel shows our program on the device's TC ingress.
+    /// Whether the kernel shows one of our programs on the device's TC
+    /// ingress (TCX link query or tc filter dump).
     pub attached: bool,
+    /// How, as the kernel reports it.
+    pub attach: Option<AttachKind>,
+    pub program_id: Option<u32>,
+    /// The mode the attached program was loaded in (from its `.rodata`).
+    pub mode: Option<Mode>,
+    /// Further programs of ours on the device (leftovers of an interrupted
+    /// switch); 0 normally.
+    pub extra_programs: usize,
     pub counters: ReasonCounts,
 }
 
-/// Programs of a node with their counters. Call inside the node namespace.
-pub fn status(spec: &NodeSpec, st: &DataplaneState) -> Result<Vec<ProgramStatus>, DataplaneError> {
-    let pins = NodePins::new(&spec.lab, &spec.node);
-    let counts = match aya::maps::MapData::from_pin(pins.maps().join(super::object::MAP_COUNTERS)) {
-        Ok(md) => {
+/// Every port of a node with what the kernel has attached and the
+/// counters. Call inside the node namespace.
+pub fn status(spec: &NodeSpec) -> Result<Vec<ProgramStatus>, DataplaneError> {
+    let pins = NodePins::existing(&spec.lab, &spec.node)?;
+    let counts = match pins.as_ref().map(|p| {
+        aya::maps::MapData::from_pin(p.maps().join(super::object::MAP_COUNTERS))
+    }) {
+        Some(Ok(md)) => {
             let map = aya::maps::Map::PerCpuHashMap(md);
             let map = aya::maps::PerCpuHashMap::try_from(&map)
                 .map_err(|e| DataplaneError::map(super::object::MAP_COUNTERS, e))?;
             counters::read(&map)?
         }
-        Err(_) => Default::default(),
+        _ => Default::default(),
     };
     let mut out = Vec::new();
     for (port, hook) in ports(spec) {
-        let attached = match (st.mode, st.attach) {
-            (Mode::Bridge, _) | (_, None) => false,
-            (_, Some(AttachKind::Tcx)) => tcx_attached(&port, hook),
-            (_, Some(AttachKind::Tc)) => true,
-        };
-        let counters = counts.get(&port.ifindex).cloned().unwrap_or_default();
-        if !attached && counters.is_empty() {
-            continue;
-        }
+        let atts = kernel::attachments(&spec.netns, &port)?;
+        let PortView {
+            attach,
+            program_id,
+            mode,
+            extra,
+        } = kernel::port_view(&atts);
         out.push(ProgramStatus {
             netns: spec.netns.clone(),
-            ifname: port.ifname,
+            ifname: port.ifname.clone(),
             ifindex: port.ifindex,
             hook: hook.program(),
-            attached,
-            counters,
+            attached: attach.is_some(),
+            attach,
+            program_id,
+            mode,
+            extra_programs: extra,
+            counters: counts.get(&port.ifindex).cloned().unwrap_or_default(),
         });
     }
     Ok(out)
-}
-
-fn tcx_attached(port: &Port, hook: Hook) -> bool {
-    SchedClassifier::query_tcx(&port.ifname, TcAttachType::Ingress).is_ok_and(|(_, progs)| {
-        progs
-            .iter()
-            .any(|p| p.name_as_str() == Some(hook.program()))
-    })
 }

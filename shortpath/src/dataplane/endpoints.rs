@@ -74,8 +74,8 @@ mod tests {
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
         };
         let spec = NodeSpec {
-            lab: "t".into(),
-            node: "n".into(),
+            lab: "t".parse().unwrap(),
+            node: "n".parse().unwrap(),
             netns: "t-n".into(),
             nic: Port {
                 ifname: "eth1".into(),

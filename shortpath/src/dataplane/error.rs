@@ -49,6 +49,8 @@ pub enum DataplaneError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    UnsafePinDir(Box<crate::securefs::SecureDirError>),
     #[error("pin {path}: {source}")]
     Pin {
         path: PathBuf,
@@ -65,6 +67,22 @@ pub enum DataplaneError {
     },
     #[error(transparent)]
     Netns(#[from] NetnsError),
+    #[error("netns {netns}: reading what is attached to {ifname}: {source}")]
+    Query {
+        netns: String,
+        ifname: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("netns {netns}: detaching {what} from {ifname} (ifindex {ifindex}): {source}")]
+    Detach {
+        netns: String,
+        what: String,
+        ifname: String,
+        ifindex: u32,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DataplaneError {

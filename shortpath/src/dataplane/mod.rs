@@ -9,6 +9,7 @@ mod attach;
 pub mod counters;
 mod endpoints;
 mod error;
+pub mod kernel;
 pub mod object;
 mod pins;
 mod spec;
@@ -24,12 +25,14 @@ pub use attach::{apply, prepare, status, ProgramStatus};
 pub use endpoints::entries as endpoint_entries;
 pub use error::{DataplaneError, VERIFIER_LOG_ENV};
 pub use object::TcObject;
-pub use pins::{remove_lab as remove_pins, root as pin_root};
+pub use pins::{remove_lab as remove_pins, root as pin_root, NodePins};
 pub use spec::{NodeSpec, PodSpec, Port};
-pub use state::{load as load_state, save as save_state, DataplaneState};
+pub use state::DataplaneState;
 
 /// How traffic to and from pods is forwarded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// The stack: routing, bridge, netfilter, backlog. No program attached.

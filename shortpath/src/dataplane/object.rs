@@ -23,6 +23,22 @@ pub static TC_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 const GLOBAL_MODE: &str = "MODE";
+/// The section the load-time globals live in (one array map per program
+/// generation, frozen).
+pub const RODATA: &str = ".rodata";
+
+/// Byte offset of the `MODE` global in `.rodata`, from the object's symbol
+/// table: lets the kernel's copy of a loaded program tell which mode it runs.
+pub fn mode_offset() -> Option<usize> {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    static OFFSET: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let file = object::File::parse(TC_OBJECT).ok()?;
+        let sym = file.symbols().find(|s| s.name() == Ok(GLOBAL_MODE))?;
+        let section = file.section_by_index(sym.section_index()?).ok()?;
+        (section.name() == Ok(RODATA)).then_some(sym.address() as usize)
+    })
+}
 
 /// One generation of the TC programs, with `mode` frozen in `.rodata`.
 pub struct TcObject {

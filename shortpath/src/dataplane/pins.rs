@@ -1,6 +1,10 @@
 //! bpffs layout: `/sys/fs/bpf/shortpath/<lab>/<node>/{maps,links,progs}/`.
 //! Pinned links and programs keep the dataplane forwarding after the CLI
 //! exits; pinned maps are shared by the program generations of a node.
+//!
+//! Paths are built only from validated names, and every directory is
+//! checked on the way down (root-owned, not writable by others, never a
+//! symlink: see [`crate::securefs`]).
 
 use std::{
     io,
@@ -8,29 +12,70 @@ use std::{
 };
 
 use super::DataplaneError;
+use crate::{
+    names::{LabName, NodeName},
+    securefs::{self, SecureDirError},
+};
 
 const BPFFS: &str = "/sys/fs/bpf";
+const TOP: &str = "shortpath";
+const SUBDIRS: [&str; 3] = ["maps", "links", "progs"];
 
 pub fn root() -> PathBuf {
-    Path::new(BPFFS).join("shortpath")
+    Path::new(BPFFS).join(TOP)
 }
 
+fn pin_err(e: SecureDirError) -> DataplaneError {
+    match e {
+        SecureDirError::Io { path, source, .. } => DataplaneError::Pin { path, source },
+        unsafe_dir => DataplaneError::UnsafePinDir(Box::new(unsafe_dir)),
+    }
+}
+
+/// A node's pin directory. Its path is only handed out once checked.
 pub struct NodePins {
     pub dir: PathBuf,
 }
 
 impl NodePins {
-    pub fn new(lab: &str, node: &str) -> Self {
-        Self {
-            dir: root().join(lab).join(node),
+    /// Creates (if needed) and checks the node's pin directories, mounting
+    /// bpffs first if needed.
+    pub fn create(lab: &LabName, node: &NodeName) -> Result<Self, DataplaneError> {
+        ensure_bpffs()?;
+        let mut dir = None;
+        for sub in SUBDIRS {
+            let d = securefs::ensure("pin", Path::new(BPFFS), &[TOP, lab.as_str(), node.as_str(), sub])
+                .map_err(pin_err)?;
+            dir = d.path.parent().map(Path::to_path_buf);
         }
+        Ok(Self {
+            dir: dir.expect("three subdirectories"),
+        })
+    }
+
+    /// The node's pin directory if it exists (and passes the checks).
+    pub fn existing(lab: &LabName, node: &NodeName) -> Result<Option<Self>, DataplaneError> {
+        if !is_bpffs(Path::new(BPFFS)) {
+            return Ok(None);
+        }
+        let Some(d) = securefs::existing("pin", Path::new(BPFFS), &[TOP, lab.as_str(), node.as_str()])
+            .map_err(pin_err)?
+        else {
+            return Ok(None);
+        };
+        for sub in SUBDIRS {
+            securefs::existing("pin", &d.path, &[sub]).map_err(pin_err)?;
+        }
+        Ok(Some(Self { dir: d.path }))
     }
 
     pub fn maps(&self) -> PathBuf {
         self.dir.join("maps")
     }
 
+    /// Pin of the TCX link on device `ifname` (an interface name: no '/').
     pub fn link(&self, ifname: &str) -> PathBuf {
+        debug_assert!(!ifname.contains('/') && ifname != ".." && ifname != ".");
         self.dir.join("links").join(ifname)
     }
 
@@ -41,16 +86,6 @@ impl NodePins {
     pub fn prog(&self, program: &str) -> PathBuf {
         self.dir.join("progs").join(program)
     }
-
-    /// Creates the directories, mounting bpffs first if needed.
-    pub fn create(&self) -> Result<(), DataplaneError> {
-        ensure_bpffs()?;
-        for d in [self.maps(), self.links(), self.dir.join("progs")] {
-            std::fs::create_dir_all(&d)
-                .map_err(|source| DataplaneError::Pin { path: d, source })?;
-        }
-        Ok(())
-    }
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -58,7 +93,7 @@ fn is_bpffs(path: &Path) -> bool {
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
 }
 
-/// Mounts bpffs on `/sys/fs/bpf` unless it is there already.
+/// Mounts bpffs on `/sys/fs/bpf` (mode 0700) unless it is there already.
 pub fn ensure_bpffs() -> Result<(), DataplaneError> {
     let path = Path::new(BPFFS);
     if is_bpffs(path) {
@@ -68,8 +103,8 @@ pub fn ensure_bpffs() -> Result<(), DataplaneError> {
         Some("bpf"),
         path,
         Some("bpf"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC,
+        Some("mode=0700"),
     )
     .map_err(|e| DataplaneError::Bpffs {
         path: path.into(),
@@ -78,15 +113,15 @@ pub fn ensure_bpffs() -> Result<(), DataplaneError> {
 }
 
 /// Removes every pin of a lab (links pinned there detach when their last
-/// reference goes). Missing is fine: idempotent.
-pub fn remove_lab(lab: &str) -> Result<(), DataplaneError> {
-    let dir = root().join(lab);
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(DataplaneError::Pin {
-            path: dir,
-            source: e,
-        }),
-        _ => Ok(()),
+/// reference goes). Missing is fine: idempotent. Nothing outside the lab's
+/// checked pin directory is touched.
+pub fn remove_lab(lab: &LabName) -> Result<(), DataplaneError> {
+    if !is_bpffs(Path::new(BPFFS)) {
+        return Ok(());
+    }
+    match securefs::existing("pin", Path::new(BPFFS), &[TOP, lab.as_str()]).map_err(pin_err)? {
+        Some(d) => securefs::remove_all(d).map_err(pin_err),
+        None => Ok(()),
     }
 }
 

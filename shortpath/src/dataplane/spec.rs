@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::names::{LabName, NodeName};
+
 /// A device in the node namespace that gets a program.
 #[derive(Clone, Debug, Serialize)]
 pub struct Port {
@@ -28,8 +30,8 @@ pub struct PodSpec {
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeSpec {
     /// Owner of the pins: `/sys/fs/bpf/shortpath/<lab>/<node>/`.
-    pub lab: String,
-    pub node: String,
+    pub lab: LabName,
+    pub node: NodeName,
     pub netns: String,
     pub nic: Port,
     pub pods: Vec<PodSpec>,

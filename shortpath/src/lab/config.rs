@@ -9,6 +9,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::names::{NodeName, PodName};
+
 /// The default topology, also printed by `shortpath lab config`.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
@@ -81,10 +83,10 @@ pub struct Devices {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
-    pub name: String,
+    pub name: NodeName,
     pub pod_ipv4: Option<Ipv4Net>,
     pub pod_ipv6: Option<Ipv6Net>,
-    pub pods: Vec<String>,
+    pub pods: Vec<PodName>,
 }
 
 impl Config {
@@ -273,23 +275,33 @@ impl Validator<'_> {
             });
         }
         let mut nodes = Vec::new();
+        // Every subnet of the lab, explicit or default, is claimed once; an
+        // overlap is reported where the later one is (or would be) written.
         let mut taken: Vec<(IpNet, String)> = Vec::new();
-        let mut claim = |net: IpNet, what: String, span: &Spanned<String>| -> R<()> {
+        let mut claim = |net: IpNet, what: String, at: &Spanned<String>| -> R<()> {
             if let Some((_, other)) = taken.iter().find(|(n, _)| overlaps(n, &net)) {
-                return Err(self.src.at(span, format!("{net} overlaps {other}")));
+                return Err(self.src.at(at, format!("{net} ({what}) overlaps {other}")));
             }
             taken.push((net, what));
             Ok(())
         };
-        if let (Some(n), Some(s)) = (wire.ipv4, raw.wire.ipv4.as_ref()) {
-            claim(n.into(), "wire.ipv4".into(), s)?;
+        for (net, field, span) in [
+            (wire.ipv4.map(IpNet::from), "wire.ipv4", raw.wire.ipv4.as_ref()),
+            (wire.ipv6.map(IpNet::from), "wire.ipv6", raw.wire.ipv6.as_ref()),
+        ] {
+            if let Some(net) = net {
+                let what = match span {
+                    Some(_) => field.to_owned(),
+                    None => format!("default {field}"),
+                };
+                // The wire is claimed first, so it never overlaps anything yet.
+                let at = Spanned::new(0..0, String::new());
+                claim(net, what, span.unwrap_or(&at))?;
+            }
         }
-        if let (Some(n), Some(s)) = (wire.ipv6, raw.wire.ipv6.as_ref()) {
-            claim(n.into(), "wire.ipv6".into(), s)?;
-        }
-        let mut pod_names: Vec<String> = Vec::new();
+        let mut pod_names: Vec<PodName> = Vec::new();
         for (k, n) in raw.node.iter().enumerate() {
-            let name = self.ident(&n.name)?;
+            let name = self.node_name(&n.name)?;
             if nodes.iter().any(|x: &NodeConfig| x.name == name) {
                 return Err(self
                     .src
@@ -304,11 +316,17 @@ impl Validator<'_> {
             let pod_ipv6 = self.v6net(n.pod_ipv6.as_ref(), v6, || {
                 format!("fd00:172:17:{third:x}::/64").parse().ok()
             })?;
-            if let (Some(net), Some(s)) = (pod_ipv4, n.pod_ipv4.as_ref()) {
-                claim(net.into(), format!("{name}'s pod_ipv4"), s)?;
-            }
-            if let (Some(net), Some(s)) = (pod_ipv6, n.pod_ipv6.as_ref()) {
-                claim(net.into(), format!("{name}'s pod_ipv6"), s)?;
+            for (net, field, span) in [
+                (pod_ipv4.map(IpNet::from), "pod_ipv4", n.pod_ipv4.as_ref()),
+                (pod_ipv6.map(IpNet::from), "pod_ipv6", n.pod_ipv6.as_ref()),
+            ] {
+                if let Some(net) = net {
+                    let what = match span {
+                        Some(_) => format!("{name}'s {field}"),
+                        None => format!("{name}'s default {field}"),
+                    };
+                    claim(net, what, span.unwrap_or(&n.name))?;
+                }
             }
             let pods = self.pods(n, &name)?;
             for p in &pods {
@@ -345,6 +363,7 @@ impl Validator<'_> {
                 pods,
             });
         }
+        self.namespace_names(&raw.node, &nodes)?;
         for (net, span) in [
             (wire.ipv4.map(IpNet::from), raw.wire.ipv4.as_ref()),
             (wire.ipv6.map(IpNet::from), raw.wire.ipv6.as_ref()),
@@ -412,41 +431,35 @@ impl Validator<'_> {
         Ok(v.clone())
     }
 
-    /// Node and pod names end up in namespace names and paths.
-    fn ident(&self, s: &Spanned<String>) -> R<String> {
-        let v = s.get_ref();
-        if v.is_empty()
-            || v.len() > 40
-            || !v
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(self
-                .src
-                .at(s, format!("{v:?}: use 1 to 40 letters, digits, '-' or '_'")));
-        }
-        Ok(v.clone())
+    /// Node names end up in namespace names and pin paths.
+    fn node_name(&self, s: &Spanned<String>) -> R<NodeName> {
+        NodeName::new(s.get_ref()).map_err(|e| self.src.at(s, e.to_string()))
     }
 
-    fn pods(&self, n: &RawNode, node: &str) -> R<Vec<String>> {
+    /// Pod names end up in namespace names.
+    fn pod_name(&self, span: Range<usize>, name: &str) -> R<PodName> {
+        PodName::new(name).map_err(|e| self.src.error(span, e.to_string()))
+    }
+
+    fn pods(&self, n: &RawNode, node: &str) -> R<Vec<PodName>> {
         let suffix = node.strip_prefix("node-").unwrap_or(node);
+        let generated = |name: String| self.pod_name(n.name.span(), &name);
         let Some(p) = &n.pods else {
-            return Ok(vec![format!("pod-{suffix}")]);
+            return Ok(vec![generated(format!("pod-{suffix}"))?]);
         };
         match p.get_ref() {
-            toml::Value::Integer(c) if (1..=250).contains(c) => Ok(if *c == 1 {
-                vec![format!("pod-{suffix}")]
-            } else {
-                (1..=*c).map(|i| format!("pod-{suffix}{i}")).collect()
-            }),
+            toml::Value::Integer(c) if (1..=250).contains(c) => {
+                if *c == 1 {
+                    Ok(vec![generated(format!("pod-{suffix}"))?])
+                } else {
+                    (1..=*c).map(|i| generated(format!("pod-{suffix}{i}"))).collect()
+                }
+            }
             toml::Value::Integer(_) => Err(self.src.at(p, "pod count must be between 1 and 250")),
             toml::Value::Array(names) if !names.is_empty() => names
                 .iter()
                 .map(|v| match v.as_str() {
-                    Some(name) => {
-                        let s = Spanned::new(p.span(), name.to_owned());
-                        self.ident(&s)
-                    }
+                    Some(name) => self.pod_name(p.span(), name),
                     None => Err(self.src.at(p, "pod names must be strings")),
                 })
                 .collect(),
@@ -454,6 +467,53 @@ impl Validator<'_> {
                 .src
                 .at(p, "expected a pod count (e.g. 3) or a list of pod names")),
         }
+    }
+
+    /// Every namespace of the lab is `<lab>-<suffix>`: nodes `<node>`,
+    /// pods `<node>-<pod>`, and the lab's own `switch`. Two parties that
+    /// would share one are refused here, before anything is created; so are
+    /// two pods of a node whose host interface names would collide.
+    fn namespace_names(&self, raw: &[RawNode], nodes: &[NodeConfig]) -> R<()> {
+        let mut owners: Vec<(String, String)> =
+            vec![("switch".to_owned(), "the lab's switch".to_owned())];
+        for (n, rn) in nodes.iter().zip(raw) {
+            let mut parties = vec![(n.name.to_string(), format!("node {:?}", n.name.as_str()))];
+            parties.extend(n.pods.iter().map(|p| {
+                (
+                    format!("{}-{p}", n.name),
+                    format!("pod {:?} of node {:?}", p.as_str(), n.name.as_str()),
+                )
+            }));
+            for (suffix, who) in parties {
+                if let Some((_, other)) = owners.iter().find(|(s, _)| *s == suffix) {
+                    let span = rn.pods.as_ref().map_or(rn.name.span(), |p| p.span());
+                    return Err(self.src.error(
+                        span,
+                        format!(
+                            "{who} and {other} would share the namespace <lab>-{suffix}: rename one of them"
+                        ),
+                    ));
+                }
+                owners.push((suffix, who));
+            }
+            let mut host_ifs: Vec<(u32, &PodName)> = Vec::new();
+            for p in &n.pods {
+                let h = super::plan::fnv1a(&format!("{}/{p}", n.name));
+                if let Some((_, other)) = host_ifs.iter().find(|(x, _)| *x == h) {
+                    return Err(self.src.at(
+                        &rn.name,
+                        format!(
+                            "pods {:?} and {:?} of node {:?} would get the same host interface name; rename one",
+                            other.as_str(),
+                            p.as_str(),
+                            n.name.as_str()
+                        ),
+                    ));
+                }
+                host_ifs.push((h, p));
+            }
+        }
+        Ok(())
     }
 
     fn net(&self, s: &Spanned<String>) -> R<IpNet> {

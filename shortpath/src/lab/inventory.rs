@@ -8,13 +8,14 @@ use serde::Serialize;
 use super::{plan::Plan, LabError};
 use crate::{
     dataplane::{NodeSpec, PodSpec, Port},
+    names::{LabName, NodeName, PodName},
     netns::Netns,
     nl::{Link, Mac, Netlink},
 };
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
-    pub name: String,
+    pub name: LabName,
     pub netfilter: &'static str,
     pub mtu: u32,
     pub nodes: Vec<NodeInfo>,
@@ -23,7 +24,7 @@ pub struct Inventory {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeInfo {
-    pub name: String,
+    pub name: NodeName,
     pub netns: String,
     pub nic: NicInfo,
     pub bridge: NicInfo,
@@ -42,8 +43,8 @@ pub struct NicInfo {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PodInfo {
-    pub name: String,
-    pub node: String,
+    pub name: PodName,
+    pub node: NodeName,
     pub netns: String,
     pub ifname: String,
     pub ipv4: Option<IpAddr>,
@@ -81,7 +82,7 @@ impl Inventory {
             pods: self
                 .pods_of(name)
                 .map(|p| PodSpec {
-                    name: p.name.clone(),
+                    name: p.name.to_string(),
                     host_if: port(&p.host_if.name, p.host_if.ifindex),
                     host_mac: p.host_if.mac.0,
                     pod_mac: p.mac.0,
@@ -108,7 +109,7 @@ fn nic(link: Link, ipv4: Option<IpAddr>, ipv6: Option<IpAddr>) -> NicInfo {
 }
 
 /// Reads lab `name` back from the kernel.
-pub async fn inventory(name: &str) -> Result<Inventory, LabError> {
+pub async fn inventory(name: &LabName) -> Result<Inventory, LabError> {
     let st = super::ready_state(name)?;
     from_plan(&st.plan).await
 }

@@ -9,10 +9,10 @@ pub mod plan;
 mod state;
 mod up;
 
-use crate::{netns::NetnsError, nl::NlError};
+use crate::{fault::Fault, names::LabName, netns::NetnsError, nl::NlError};
 
 pub use inventory::{inventory, Inventory, NicInfo, NodeInfo, PodInfo};
-pub use state::{list as list_labs, load as load_state, LabState};
+pub use state::{list as list_labs, load as load_state, LabState, STATE_FILE};
 pub use up::{down, exec, up};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +20,13 @@ pub enum LabError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error("lab {0:?} already exists: use `shortpath lab down --name {0}` or `lab up --force`")]
-    Exists(String),
+    Exists(LabName),
     #[error("network namespace {ns} exists but is not part of a shortpath lab; remove it (ip netns del {ns}) or choose another --name")]
     NamespaceTaken { ns: String },
     #[error("no lab named {0:?} (see `shortpath lab status`, or create it with `shortpath lab up --name {0}`)")]
-    NotFound(String),
+    NotFound(LabName),
     #[error("lab {0:?} is being built or its build crashed: run `shortpath lab down --name {0}`")]
-    NotReady(String),
+    NotReady(LabName),
     #[error("{0}")]
     Preflight(String),
     #[error(transparent)]
@@ -43,10 +43,10 @@ pub enum LabError {
     Netfilter(#[from] netfilter::NetfilterError),
     #[error("lab state in /run/shortpath: {0}")]
     State(#[source] std::io::Error),
-    #[error("injected failure at {0} (SHORTPATH_FAULT)")]
-    Fault(String),
+    #[error(transparent)]
+    Fault(#[from] Fault),
     #[error("lab {lab}: no node, pod or node/pod named {target:?}")]
-    NoTarget { lab: String, target: String },
+    NoTarget { lab: LabName, target: String },
     #[error("cannot run {cmd}: {source}")]
     Exec {
         cmd: String,
@@ -56,10 +56,10 @@ pub enum LabError {
 }
 
 /// Loads a ready lab's state.
-pub fn ready_state(name: &str) -> Result<LabState, LabError> {
+pub fn ready_state(name: &LabName) -> Result<LabState, LabError> {
     match state::load(name).map_err(LabError::State)? {
-        None => Err(LabError::NotFound(name.to_owned())),
-        Some(s) if !s.ready => Err(LabError::NotReady(name.to_owned())),
+        None => Err(LabError::NotFound(name.clone())),
+        Some(s) if !s.ready => Err(LabError::NotReady(name.clone())),
         Some(s) => Ok(s),
     }
 }

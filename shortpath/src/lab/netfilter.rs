@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn ruleset_has_per_pod_rules_and_cluster_exemption() {
-        let plan = Plan::new("sp", &Config::default_lab());
+        let plan = Plan::new(&"sp".parse().unwrap(), &Config::default_lab());
         let r = ruleset(&plan, &plan.nodes[0]);
         assert!(r.contains("ip daddr 172.17.1.2 ct state related,established accept"));
         assert!(r.contains("ip6 saddr fd00:172:17:1::2 accept"));

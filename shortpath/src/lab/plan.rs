@@ -8,11 +8,14 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::config::{host, Config, Netfilter};
-use crate::netns::Netns;
+use crate::{
+    names::{LabName, NodeName, PodName},
+    netns::Netns,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    pub name: String,
+    pub name: LabName,
     pub mtu: u32,
     pub netfilter: Netfilter,
     pub wire: WirePlan,
@@ -36,7 +39,7 @@ pub struct SwitchPlan {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePlan {
-    pub name: String,
+    pub name: NodeName,
     pub netns: String,
     /// The node's NIC (one end of the wire).
     pub nic: String,
@@ -57,8 +60,8 @@ pub struct NodePlan {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodPlan {
-    pub name: String,
-    pub node: String,
+    pub name: PodName,
+    pub node: NodeName,
     pub netns: String,
     /// The pod's interface (`ve0`).
     pub ifname: String,
@@ -75,7 +78,7 @@ pub struct RoutePlan {
 }
 
 impl Plan {
-    pub fn new(name: &str, cfg: &Config) -> Self {
+    pub fn new(name: &LabName, cfg: &Config) -> Self {
         let switch = (cfg.nodes.len() > 2).then(|| SwitchPlan {
             netns: format!("{name}-switch"),
             bridge: "sw0".to_owned(),
@@ -168,7 +171,7 @@ impl Plan {
             }
         }
         Plan {
-            name: name.to_owned(),
+            name: name.clone(),
             mtu: cfg.mtu,
             netfilter: cfg.netfilter,
             wire: WirePlan {
@@ -238,7 +241,7 @@ mod tests {
 
     #[test]
     fn default_plan_matches_the_article() {
-        let p = Plan::new("sp", &Config::default_lab());
+        let p = Plan::new(&LabName::new("sp").unwrap(), &Config::default_lab());
         assert!(p.wire.switch.is_none());
         let a = &p.nodes[0];
         assert_eq!(a.netns, "sp-node-a");
@@ -280,7 +283,7 @@ mod tests {
             "t",
         )
         .unwrap();
-        let p = Plan::new("x", &cfg);
+        let p = Plan::new(&LabName::new("x").unwrap(), &cfg);
         assert_eq!(p.wire.switch.as_ref().unwrap().netns, "x-switch");
         assert_eq!(p.nodes[2].switch_port.as_deref(), Some("port2"));
         assert_eq!(p.nodes[0].routes.len(), 2);

@@ -1,12 +1,19 @@
 //! The lab's state file, `/run/shortpath/<lab>/lab.json`: the plan, written
-//! before anything is created.
+//! before anything is created. It is a cache of what `lab up` intended;
+//! what exists is read back from the kernel ([`super::inventory`]).
 
-use std::{fs, io, io::Write as _, path::PathBuf};
+use std::io;
 
 use serde::{Deserialize, Serialize};
 
 use super::plan::Plan;
-use crate::runtime;
+use crate::{
+    names::LabName,
+    runtime::{self, LabLock},
+};
+
+/// The lab's state file in its runtime directory.
+pub const STATE_FILE: &str = "lab.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
@@ -15,65 +22,54 @@ pub struct LabState {
     pub plan: Plan,
 }
 
-fn path(lab: &str) -> PathBuf {
-    runtime::lab_dir(lab).join("lab.json")
+/// Records the plan of a lab about to be built (not ready yet).
+pub fn create(lock: &LabLock, plan: &Plan) -> io::Result<()> {
+    save(lock, plan, false)
 }
 
-/// Records a new lab; fails with `AlreadyExists` if one is recorded.
-pub fn create(plan: &Plan) -> io::Result<()> {
-    fs::create_dir_all(runtime::lab_dir(&plan.name))?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path(&plan.name))?;
+pub fn mark_ready(lock: &LabLock, plan: &Plan) -> io::Result<()> {
+    save(lock, plan, true)
+}
+
+fn save(lock: &LabLock, plan: &Plan, ready: bool) -> io::Result<()> {
+    debug_assert_eq!(&plan.name, lock.lab());
     let state = LabState {
-        ready: false,
+        ready,
         plan: plan.clone(),
     };
-    f.write_all(serde_json::to_string_pretty(&state)?.as_bytes())
+    runtime::write_json(lock, STATE_FILE, &state)
 }
 
-pub fn mark_ready(plan: &Plan) -> io::Result<()> {
-    let state = LabState {
-        ready: true,
-        plan: plan.clone(),
-    };
-    let tmp = path(&plan.name).with_extension("json.tmp");
-    fs::write(&tmp, serde_json::to_string_pretty(&state)?)?;
-    fs::rename(tmp, path(&plan.name))
-}
-
-pub fn load(lab: &str) -> io::Result<Option<LabState>> {
-    match fs::read_to_string(path(lab)) {
-        Ok(s) => serde_json::from_str(&s).map(Some).map_err(io::Error::other),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+/// The recorded lab, if any. Every name in it is validated on the way in.
+pub fn load(lab: &LabName) -> io::Result<Option<LabState>> {
+    match runtime::read_state(lab, STATE_FILE)? {
+        None => Ok(None),
+        Some(s) => {
+            let st: LabState = serde_json::from_str(&s).map_err(|e| {
+                io::Error::other(format!(
+                    "{}: {e}",
+                    runtime::lab_dir(lab).join(STATE_FILE).display()
+                ))
+            })?;
+            if &st.plan.name != lab {
+                return Err(io::Error::other(format!(
+                    "{}: records lab {:?}, not {lab:?}",
+                    runtime::lab_dir(lab).join(STATE_FILE).display(),
+                    st.plan.name.as_str()
+                )));
+            }
+            Ok(Some(st))
+        }
     }
 }
 
-/// Removes the lab's runtime directory (its own and other layers' files).
-pub fn remove(lab: &str) -> io::Result<()> {
-    match fs::remove_dir_all(runtime::lab_dir(lab)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+/// Forgets the lab (its state file); the lock's release removes the
+/// runtime directory once nothing else is in it.
+pub fn remove(lock: &LabLock) -> io::Result<()> {
+    runtime::remove_state(lock, STATE_FILE)
 }
 
 /// Names of recorded labs.
-pub fn list() -> io::Result<Vec<String>> {
-    let mut v = Vec::new();
-    match fs::read_dir(runtime::RUN_DIR) {
-        Ok(entries) => {
-            for e in entries {
-                let e = e?;
-                if e.path().join("lab.json").exists() {
-                    v.push(e.file_name().to_string_lossy().into_owned());
-                }
-            }
-        }
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        Err(_) => {}
-    }
-    v.sort();
-    Ok(v)
+pub fn list() -> io::Result<Vec<LabName>> {
+    runtime::labs_with(STATE_FILE)
 }

@@ -11,8 +11,11 @@ use super::{
     state, LabError,
 };
 use crate::{
+    fault,
+    names::LabName,
     netns::{self, Netns},
     nl::Netlink,
+    runtime::LabLock,
     sysctl,
 };
 
@@ -23,25 +26,7 @@ use crate::{
 /// the node side keeps the two ends distinct.
 const NIC_IFINDEX: u32 = 100;
 
-/// Environment variable naming a build step to fail at, for the tests of
-/// cleanup: `<step>` fails there (and `lab up` cleans up), `abort:<step>`
-/// kills the process there (a crash: `lab down` must clean up).
-pub const FAULT_ENV: &str = "SHORTPATH_FAULT";
-
-fn fault(point: &str) -> Result<(), LabError> {
-    match std::env::var(FAULT_ENV) {
-        Ok(p) if p == point => Err(LabError::Fault(point.to_owned())),
-        Ok(p) if p.strip_prefix("abort:") == Some(point) => std::process::abort(),
-        _ => Ok(()),
-    }
-}
-
 fn preflight(cfg: &Config) -> Result<(), LabError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(LabError::Preflight(
-            "shortpath lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create namespaces): run it with sudo".into(),
-        ));
-    }
     if !std::path::Path::new("/proc/self/ns/net").exists() {
         return Err(LabError::Preflight(
             "this kernel has no network namespaces (CONFIG_NET_NS)".into(),
@@ -64,16 +49,13 @@ fn which(bin: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Builds the lab `name` from `cfg`. With `force`, an existing lab of that
-/// name is removed first. A failure half-way removes what was made.
-pub async fn up(name: &str, cfg: &Config, force: bool) -> Result<Plan, LabError> {
-    crate::runtime::validate_lab_name(name).map_err(LabError::Preflight)?;
+/// Builds the lab of `lock` from `cfg`. A failure half-way removes what
+/// was made.
+pub async fn up(lock: &LabLock, cfg: &Config) -> Result<Plan, LabError> {
+    let name = lock.lab();
     preflight(cfg)?;
     if state::load(name).map_err(LabError::State)?.is_some() {
-        if !force {
-            return Err(LabError::Exists(name.to_owned()));
-        }
-        down(name).await?;
+        return Err(LabError::Exists(name.clone()));
     }
     let plan = Plan::new(name, cfg);
     if let Some(ns) = plan.namespaces().into_iter().find(Netns::exists) {
@@ -81,17 +63,14 @@ pub async fn up(name: &str, cfg: &Config, force: bool) -> Result<Plan, LabError>
             ns: ns.name().to_owned(),
         });
     }
-    state::create(&plan).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => LabError::Exists(name.to_owned()),
-        _ => LabError::State(e),
-    })?;
+    state::create(lock, &plan).map_err(LabError::State)?;
     match build(&plan).await {
         Ok(()) => {
-            state::mark_ready(&plan).map_err(LabError::State)?;
+            state::mark_ready(lock, &plan).map_err(LabError::State)?;
             Ok(plan)
         }
         Err(e) => {
-            if let Err(cleanup) = teardown(&plan) {
+            if let Err(cleanup) = teardown(lock, &plan) {
                 log::error!("cleanup after failed `lab up` also failed: {cleanup}");
             }
             Err(e)
@@ -99,25 +78,24 @@ pub async fn up(name: &str, cfg: &Config, force: bool) -> Result<Plan, LabError>
     }
 }
 
-/// Removes everything of lab `name`; succeeds if there is nothing.
-pub async fn down(name: &str) -> Result<(), LabError> {
-    crate::runtime::validate_lab_name(name).map_err(LabError::Preflight)?;
-    if let Some(s) = state::load(name).map_err(LabError::State)? {
-        teardown(&s.plan)?;
+/// Removes everything of the lab of `lock`; succeeds if there is nothing.
+pub async fn down(lock: &LabLock) -> Result<(), LabError> {
+    if let Some(s) = state::load(lock.lab()).map_err(LabError::State)? {
+        teardown(lock, &s.plan)?;
     }
-    state::remove(name).map_err(LabError::State)
+    state::remove(lock).map_err(LabError::State)
 }
 
 /// Deletes the lab's namespaces (their devices and rules go with them),
 /// pods first, and its state.
-fn teardown(plan: &Plan) -> Result<(), LabError> {
+fn teardown(lock: &LabLock, plan: &Plan) -> Result<(), LabError> {
     let mut first_err = None;
     for ns in plan.namespaces().iter().rev() {
         if let Err(e) = ns.delete() {
             first_err.get_or_insert(LabError::from(e));
         }
     }
-    if let Err(e) = state::remove(&plan.name) {
+    if let Err(e) = state::remove(lock) {
         first_err.get_or_insert(LabError::State(e));
     }
     first_err.map_or(Ok(()), Err)
@@ -144,12 +122,12 @@ async fn build(plan: &Plan) -> Result<(), LabError> {
         h.set_up(lo.index).await?;
         nl.insert(ns.name().to_owned(), h);
     }
-    fault("namespaces")?;
+    fault::point("namespaces").await?;
     build_wire(plan, &nl).await?;
     for node in &plan.nodes {
         build_node(plan, node, &nl).await?;
     }
-    fault("pods")?;
+    fault::point("pods").await?;
     if plan.netfilter == Netfilter::CniBridge {
         for node in &plan.nodes {
             netfilter::apply(&Netns::new(&node.netns), &netfilter::ruleset(plan, node)).await?;
@@ -287,10 +265,10 @@ async fn add_addresses(h: &Netlink, index: u32, nets: [Option<IpNet>; 2]) -> Res
 
 /// Runs `cmd` inside the namespace of `target` (node, pod or node/pod) of
 /// lab `name`, with inherited stdio; returns its exit status.
-pub fn exec(name: &str, target: &str, cmd: &[String]) -> Result<ExitStatus, LabError> {
+pub fn exec(name: &LabName, target: &str, cmd: &[String]) -> Result<ExitStatus, LabError> {
     let st = super::ready_state(name)?;
     let ns = st.plan.target(target).ok_or_else(|| LabError::NoTarget {
-        lab: name.to_owned(),
+        lab: name.clone(),
         target: target.to_owned(),
     })?;
     let fd = ns.open()?;

@@ -21,7 +21,7 @@ use nix::{
 };
 
 pub use guard::NetnsGuard;
-pub use thread::{run_in, run_in_blocking, spawn_in, NetnsThread};
+pub use thread::{run_in, run_in_blocking, spawn_in, wait_idle, NetnsThread};
 
 /// Where named namespaces live, as with iproute2.
 pub const NETNS_RUN_DIR: &str = "/run/netns";

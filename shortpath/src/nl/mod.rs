@@ -6,6 +6,8 @@
 //! served by the caller's tokio runtime: a netlink socket stays bound to
 //! the namespace it was created in.
 
+pub mod blocking;
+
 use std::{
     net::IpAddr,
     os::fd::{AsRawFd, IntoRawFd, OwnedFd},

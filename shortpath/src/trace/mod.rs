@@ -20,7 +20,7 @@ use aya::{maps::MapError, EbpfError};
 use crate::{control::ControlError, netns::NetnsError};
 
 pub use path::Direction;
-pub use run::{run, ModeRun, TraceConfig, TraceParams, TraceResult};
+pub use run::{Access, run, ModeRun, TraceConfig, TraceParams, TraceResult};
 pub use summary::DirectionSummary;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,8 @@ pub enum TraceError {
     },
     #[error("lab {lab}: {what}")]
     Topology { lab: String, what: String },
+    #[error("lab {lab}: its ports run different modes (an interrupted switch); run `shortpath mode <mode> --name {lab}` first")]
+    MixedMode { lab: String },
     #[error("the tracer thread panicked")]
     Panicked,
     #[error(transparent)]

@@ -19,14 +19,17 @@ use super::{
     tracer::{self, Filter, Tracer, Unavailable},
     TraceError,
 };
-use crate::{bench::Machine, control, dataplane, dataplane::Mode, lab, netns::Netns};
+use crate::{
+    bench::Machine, control, dataplane::Mode, lab, names::LabName, netns::Netns,
+    runtime::LabLock,
+};
 
 /// How long a packet may wait for ARP before the kernel drops it.
 const NEIGHBOUR_TIMEOUT: Duration = Duration::from_millis(3500);
 
 #[derive(Clone, Debug)]
 pub struct TraceConfig {
-    pub lab: String,
+    pub lab: LabName,
     pub modes: Vec<Mode>,
     pub directions: Vec<Direction>,
     pub packets: u32,
@@ -116,7 +119,7 @@ fn v4(a: Option<IpAddr>) -> Option<Ipv4Addr> {
 }
 
 /// The lab as the tracer sees it, and the probe endpoints.
-async fn view(lab_name: &str) -> Result<(View, Vec<(Netns, Ipv4Addr)>), TraceError> {
+async fn view(lab_name: &LabName) -> Result<(View, Vec<(Netns, Ipv4Addr)>), TraceError> {
     let inv = lab::inventory(lab_name)
         .await
         .map_err(control::ControlError::from)?;
@@ -129,7 +132,7 @@ async fn view(lab_name: &str) -> Result<(View, Vec<(Netns, Ipv4Addr)>), TraceErr
         v.devices
             .insert((ns, node.bridge.ifindex), node.bridge.name.clone());
         v.nodes.push(NodeView {
-            name: node.name.clone(),
+            name: node.name.to_string(),
             netns: ns,
             nic: node.nic.ifindex,
         });
@@ -142,7 +145,7 @@ async fn view(lab_name: &str) -> Result<(View, Vec<(Netns, Ipv4Addr)>), TraceErr
             .iter()
             .position(|n| n.name == pod.node)
             .ok_or_else(|| TraceError::Topology {
-                lab: lab_name.to_owned(),
+                lab: lab_name.to_string(),
                 what: format!("pod {} is on unknown node {}", pod.name, pod.node),
             })?;
         v.namespaces.insert(ns, pod.netns.clone());
@@ -152,7 +155,7 @@ async fn view(lab_name: &str) -> Result<(View, Vec<(Netns, Ipv4Addr)>), TraceErr
             .insert((node_ns, pod.host_if.ifindex), pod.host_if.name.clone());
         if let Some(addr) = v4(pod.ipv4) {
             v.pods.push(PodView {
-                name: pod.name.clone(),
+                name: pod.name.to_string(),
                 addr: addr.octets(),
                 netns: ns,
                 ifindex: pod.ifindex,
@@ -172,7 +175,7 @@ fn stream(
     pods: &[(Netns, Ipv4Addr)],
 ) -> Result<ProbeStream, TraceError> {
     let topo = |what: &str| TraceError::Topology {
-        lab: cfg.lab.clone(),
+        lab: cfg.lab.to_string(),
         what: what.to_owned(),
     };
     let on = |node: usize| {
@@ -204,8 +207,21 @@ fn stream(
     })
 }
 
-/// Runs the trace; the lab's mode is restored afterwards.
-pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResult, TraceError> {
+/// How a trace may touch the lab.
+pub enum Access<'a> {
+    /// Switch modes as the holder of the lab's lock (putting the lab back
+    /// in its mode is the caller's, see the CLI's session).
+    Switch(&'a LabLock),
+    /// Follow live traffic in the current mode; nothing is changed.
+    Follow,
+}
+
+/// Runs the trace.
+pub async fn run(
+    cfg: &TraceConfig,
+    access: Access<'_>,
+    progress: &dyn Fn(&str),
+) -> Result<TraceResult, TraceError> {
     let btf = Btf::kernel()?;
     let reasons = btf.enum_values("skb_drop_reason");
     let reason = |r: u32| {
@@ -217,17 +233,23 @@ pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResu
     let (view, pods) = view(&cfg.lab).await?;
     let inums: Vec<u32> = view.namespaces.keys().copied().collect();
     let probe = stream(cfg, &view, &pods)?;
-    let original = dataplane::load_state(&cfg.lab)
-        .map_err(control::ControlError::from)?
-        .mode;
+    let current = control::status(
+        &lab::inventory(&cfg.lab)
+            .await
+            .map_err(control::ControlError::from)?,
+    )
+    .await?
+    .mode;
     let filter = match cfg.follow {
         Some(_) => Filter::Sample(cfg.sample.max(1)),
         None => Filter::Probes,
     };
     let offsets = tracer::offsets(&btf, filter)?;
-    let modes = match cfg.follow {
-        Some(_) => vec![original],
-        None => cfg.modes.clone(),
+    let modes = match access {
+        Access::Follow => vec![current.mode().ok_or(TraceError::MixedMode {
+            lab: cfg.lab.to_string(),
+        })?],
+        Access::Switch(_) => cfg.modes.clone(),
     };
 
     let mut summary = BTreeMap::new();
@@ -237,8 +259,8 @@ pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResu
     for mode in &modes {
         progress(&format!("tracing {mode}"));
         let once = async {
-            if cfg.follow.is_none() {
-                control::set_mode(&cfg.lab, *mode, None).await?;
+            if let Access::Switch(lock) = access {
+                control::set_mode(lock, *mode, None).await?;
             }
             trace_once(cfg, &probe, &inums, offsets).await
         };
@@ -262,11 +284,9 @@ pub async fn run(cfg: &TraceConfig, progress: &dyn Fn(&str)) -> Result<TraceResu
             }
         }
     }
-    let restore = control::set_mode(&cfg.lab, original, None).await;
     outcome?;
-    restore?;
     let params = TraceParams {
-        lab: cfg.lab.clone(),
+        lab: cfg.lab.to_string(),
         modes,
         directions: cfg.directions.clone(),
         traffic: if cfg.follow.is_some() {

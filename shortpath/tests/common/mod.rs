@@ -106,7 +106,7 @@ impl TestLab {
     }
 
     pub fn plan(&self) -> Plan {
-        lab::load_state(&self.name)
+        lab::load_state(&self.name.parse().expect("a valid lab name"))
             .expect("state")
             .expect("lab recorded")
             .plan
@@ -116,7 +116,7 @@ impl TestLab {
         self.plan()
             .pods()
             .map(|p| Endpoint {
-                name: p.name.clone(),
+                name: p.name.to_string(),
                 netns: Netns::new(&p.netns),
                 ipv4: p.ipv4.map(|a| a.addr()),
                 ipv6: p.ipv6.map(|a| a.addr()),
@@ -129,7 +129,7 @@ impl TestLab {
             .nodes
             .iter()
             .map(|n| Endpoint {
-                name: n.name.clone(),
+                name: n.name.to_string(),
                 netns: Netns::new(&n.netns),
                 ipv4: n.nic_ipv4.map(|a| a.addr()),
                 ipv6: n.nic_ipv6.map(|a| a.addr()),

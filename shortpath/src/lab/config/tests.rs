@@ -16,7 +16,7 @@ fn default_is_the_article_topology() {
     assert_eq!(c.devices.bridge, "br0");
     assert_eq!(c.nodes.len(), 2);
     assert_eq!(c.nodes[0].name, "node-a");
-    assert_eq!(c.nodes[0].pods, vec!["pod-a"]);
+    assert_eq!(c.nodes[0].pods, ["pod-a"]);
     assert_eq!(c.nodes[1].pod_ipv4, Some("172.17.2.0/24".parse().unwrap()));
     assert_eq!(
         c.nodes[1].pod_ipv6,
@@ -31,8 +31,8 @@ fn minimal_config_gets_defaults_and_pod_names() {
         "x.toml",
     )
     .unwrap();
-    assert_eq!(c.nodes[0].pods, vec!["pod-a1", "pod-a2", "pod-a3"]);
-    assert_eq!(c.nodes[1].pods, vec!["web", "db"]);
+    assert_eq!(c.nodes[0].pods, ["pod-a1", "pod-a2", "pod-a3"]);
+    assert_eq!(c.nodes[1].pods, ["web", "db"]);
     assert_eq!(c.nodes[1].pod_ipv4, Some("172.17.2.0/24".parse().unwrap()));
     assert_eq!(c.wire.ipv6, Some("fd00:192:168:1::/64".parse().unwrap()));
 }
@@ -81,6 +81,47 @@ fn overlapping_subnets_are_rejected() {
     let e = err("[[node]]\nname = \"a\"\npod_ipv4 = \"10.0.0.0/16\"\n[[node]]\nname = \"b\"\npod_ipv4 = \"10.0.1.0/24\"\n");
     assert_eq!((e.line, e.field.as_str()), (6, "node[1].pod_ipv4"));
     assert!(e.message.contains("overlaps a's pod_ipv4"), "{e}");
+}
+
+#[test]
+fn default_subnets_take_part_in_the_overlap_check() {
+    // Node a gets 172.17.1.0/24 by default; b asks for it explicitly.
+    let e = err("[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\npod_ipv4 = \"172.17.1.0/24\"\n");
+    assert_eq!((e.line, e.field.as_str()), (5, "node[1].pod_ipv4"));
+    assert!(e.message.contains("overlaps a's default pod_ipv4"), "{e}");
+    // The other way round: b's default (172.17.2.0/24) is inside a's /16.
+    let e = err("[[node]]\nname = \"a\"\npod_ipv4 = \"172.17.0.0/16\"\n[[node]]\nname = \"b\"\n");
+    assert_eq!((e.line, e.field.as_str()), (5, "node[1].name"));
+    assert!(
+        e.message.contains("172.17.2.0/24 (b's default pod_ipv4) overlaps a's pod_ipv4"),
+        "{e}"
+    );
+    // A pod subnet inside the default wire.
+    let e = err("[[node]]\nname = \"a\"\npod_ipv4 = \"192.168.1.0/25\"\n[[node]]\nname = \"b\"\n");
+    assert!(e.message.contains("overlaps default wire.ipv4"), "{e}");
+    let e = err("[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\npod_ipv6 = \"fd00:172:17:1::/64\"\n");
+    assert!(e.message.contains("overlaps a's default pod_ipv6"), "{e}");
+}
+
+#[test]
+fn namespace_collisions_name_both_parties() {
+    // Node a's pod b and node a-b would both be <lab>-a-b.
+    let e = err("[[node]]\nname = \"a\"\npods = [\"b\"]\n[[node]]\nname = \"a-b\"\n");
+    assert_eq!(e.field, "node[1].name");
+    assert!(
+        e.message
+            .contains("node \"a-b\" and pod \"b\" of node \"a\" would share the namespace <lab>-a-b"),
+        "{e}"
+    );
+    // The other order is caught too.
+    let e = err("[[node]]\nname = \"a-b\"\n[[node]]\nname = \"a\"\npods = [\"b\"]\n");
+    assert!(e.message.contains("pod \"b\" of node \"a\" and node \"a-b\""), "{e}");
+    // A node named like the lab's own switch namespace.
+    let e = err("[[node]]\nname = \"switch\"\n[[node]]\nname = \"b\"\n");
+    assert!(e.message.contains("node \"switch\" and the lab's switch"), "{e}");
+    // Names from the file are checked as names.
+    let e = err("[[node]]\nname = \"a\"\npods = [\"../x\"]\n[[node]]\nname = \"b\"\n");
+    assert!(e.message.contains("invalid pod name \"../x\""), "{e}");
 }
 
 #[test]

@@ -1,0 +1,246 @@
+//! What the kernel has attached — the truth the state file only caches.
+//!
+//! shortpath's programs (`from_nic`, `from_pod`) are found on a device's TC
+//! hooks both ways they can be attached: TCX links (`BPF_PROG_QUERY`, then
+//! the links of that program on that device) and cls_bpf filters (the
+//! netlink filter dump). Each one's mode is read from its own frozen
+//! `.rodata`. Everything here runs inside the node's namespace.
+
+use std::os::fd::AsFd as _;
+
+use aya::{
+    maps::MapInfo,
+    programs::{ProgramInfo, SchedClassifier, TcAttachType},
+};
+use serde::Serialize;
+use shortpath_common::mode::FastPath;
+
+use super::{object, sys, AttachKind, DataplaneError, Hook, Mode, Port};
+use crate::nl::blocking::{self as nl, BpfFilter, TcHook};
+
+/// Whether a program name is one of ours. Only devices of a shortpath node
+/// are ever looked at, so the name identifies the program.
+pub fn is_ours(name: &str) -> bool {
+    [Hook::FromNic, Hook::FromPod]
+        .iter()
+        .any(|h| h.program() == name)
+}
+
+/// One of our programs attached to a device.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub kind: AttachKind,
+    pub hook: TcHook,
+    pub prog_id: u32,
+    pub program: String,
+    /// The mode it was loaded in; `None` if it cannot be read.
+    pub mode: Option<FastPath>,
+    handle: Handle,
+}
+
+#[derive(Clone, Debug)]
+enum Handle {
+    /// TCX link ids running the program on this device.
+    Tcx(Vec<u32>),
+    Tc(BpfFilter),
+}
+
+impl Attachment {
+    /// The TCX link ids of this attachment.
+    pub fn link_ids(&self) -> &[u32] {
+        match &self.handle {
+            Handle::Tcx(ids) => ids,
+            Handle::Tc(_) => &[],
+        }
+    }
+
+    /// The cls_bpf filter's (priority, handle).
+    pub fn tc_id(&self) -> Option<(u16, u32)> {
+        match &self.handle {
+            Handle::Tc(f) => Some((f.priority, f.handle)),
+            Handle::Tcx(_) => None,
+        }
+    }
+
+    pub fn mode(&self) -> Option<Mode> {
+        self.mode.map(|m| match m {
+            FastPath::Redirect => Mode::Redirect,
+            FastPath::Peer => Mode::Peer,
+        })
+    }
+}
+
+fn query_err(netns: &str, port: &Port) -> impl Fn(std::io::Error) -> DataplaneError {
+    let (netns, ifname) = (netns.to_owned(), port.ifname.clone());
+    move |source| DataplaneError::Query {
+        netns: netns.clone(),
+        ifname: ifname.clone(),
+        source,
+    }
+}
+
+/// The mode frozen into a loaded program's `.rodata`.
+fn program_mode(info: &ProgramInfo) -> Option<FastPath> {
+    let offset = object::mode_offset()?;
+    let ids = info.map_ids().ok()??;
+    for id in ids {
+        let Ok(map) = MapInfo::from_id(id) else {
+            continue;
+        };
+        if map.name_as_str() != Some(object::RODATA) {
+            continue;
+        }
+        let fd = map.fd().ok()?;
+        let value = sys::array_value(&fd.as_fd(), map.value_size() as usize).ok()?;
+        let bytes = value.get(offset..offset + 4)?;
+        return FastPath::from_u32(u32::from_ne_bytes(bytes.try_into().ok()?));
+    }
+    None
+}
+
+fn info_by_id(id: u32) -> Option<ProgramInfo> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+}
+
+/// Our programs on `port`'s TC hooks, as the kernel reports them.
+pub fn attachments(netns: &str, port: &Port) -> Result<Vec<Attachment>, DataplaneError> {
+    let err = query_err(netns, port);
+    let mut out = Vec::new();
+    for (hook, kind) in [
+        (TcHook::Ingress, TcAttachType::Ingress),
+        (TcHook::Egress, TcAttachType::Egress),
+    ] {
+        if super::tcx_supported() {
+            let progs = match SchedClassifier::query_tcx(&port.ifname, kind) {
+                Ok((_, progs)) => progs,
+                // The device is gone, and everything attached to it.
+                Err(_) if !device_exists(port) => Vec::new(),
+                Err(e) => return Err(err(std::io::Error::other(e))),
+            };
+            for p in progs {
+                let Some(name) = p.name_as_str().filter(|n| is_ours(n)) else {
+                    continue;
+                };
+                let links = sys::tcx_links_of(p.id())
+                    .map_err(&err)?
+                    .into_iter()
+                    .filter(|l| l.ifindex == port.ifindex)
+                    .map(|l| l.id)
+                    .collect();
+                out.push(Attachment {
+                    kind: AttachKind::Tcx,
+                    hook,
+                    prog_id: p.id(),
+                    program: name.to_owned(),
+                    mode: program_mode(&p),
+                    handle: Handle::Tcx(links),
+                });
+            }
+        }
+        for f in nl::bpf_filters(port.ifindex, hook).map_err(&err)? {
+            let Some(id) = f.prog_id else { continue };
+            let info = info_by_id(id);
+            let name = info
+                .as_ref()
+                .and_then(|i| i.name_as_str().map(str::to_owned))
+                .or_else(|| f.prog_name.clone())
+                .unwrap_or_default();
+            if !is_ours(&name) {
+                continue;
+            }
+            out.push(Attachment {
+                kind: AttachKind::Tc,
+                hook,
+                prog_id: id,
+                program: name,
+                mode: info.as_ref().and_then(program_mode),
+                handle: Handle::Tc(f),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn device_exists(port: &Port) -> bool {
+    nix::net::if_::if_nametoindex(port.ifname.as_str()).is_ok_and(|i| i == port.ifindex)
+}
+
+/// Detaches one attachment now.
+pub fn detach(netns: &str, port: &Port, a: &Attachment) -> Result<(), DataplaneError> {
+    let wrap = |what: String| {
+        move |source| DataplaneError::Detach {
+            netns: netns.to_owned(),
+            what,
+            ifname: port.ifname.clone(),
+            ifindex: port.ifindex,
+            source,
+        }
+    };
+    match &a.handle {
+        Handle::Tcx(ids) => {
+            for id in ids {
+                sys::detach_link_id(*id)
+                    .map_err(wrap(format!("TCX link {id} ({})", a.program)))?;
+            }
+            Ok(())
+        }
+        Handle::Tc(f) => nl::delete_filter(f).map_err(wrap(format!(
+            "tc filter {}:{} ({})",
+            f.priority, f.handle, a.program
+        ))),
+    }
+}
+
+/// Every device of the calling thread's namespace (a node's: all of its
+/// devices belong to the node).
+pub fn devices() -> Vec<Port> {
+    nix::net::if_::if_nameindex()
+        .map(|list| {
+            list.iter()
+                .map(|i| Port {
+                    ifname: i.name().to_string_lossy().into_owned(),
+                    ifindex: i.index(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Detaches every program of ours from every device of the namespace;
+/// returns how many it found.
+pub fn detach_everything(netns: &str) -> Result<usize, DataplaneError> {
+    let mut n = 0;
+    for port in devices() {
+        for a in attachments(netns, &port)? {
+            detach(netns, &port, &a)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The kernel's view of one port, for status.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PortView {
+    /// How our program is attached, if it is.
+    pub attach: Option<AttachKind>,
+    pub program_id: Option<u32>,
+    /// The mode the attached program runs.
+    pub mode: Option<Mode>,
+    /// More than one of our programs on this port (a half-done switch).
+    pub extra: usize,
+}
+
+/// Summarizes the attachments of one port (ingress only counts as
+/// attached; anything else is extra).
+pub fn port_view(atts: &[Attachment]) -> PortView {
+    let main = atts.iter().find(|a| a.hook == TcHook::Ingress);
+    PortView {
+        attach: main.map(|a| a.kind),
+        program_id: main.map(|a| a.prog_id),
+        mode: main.and_then(Attachment::mode),
+        extra: atts.len().saturating_sub(usize::from(main.is_some())),
+    }
+}

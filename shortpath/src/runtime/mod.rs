@@ -1,0 +1,126 @@
+//! Where shortpath keeps per-lab runtime state: `/run/shortpath/<lab>/`
+//! (tmpfs, so it goes away with the namespaces on reboot), and the lock
+//! that makes every writer of a lab wait for the one before it.
+//!
+//! Paths come only from [`LabName`]s, and every directory on the way is
+//! checked by [`crate::securefs`] (root-owned, not writable by others, no
+//! symlinks). Writes go through the [`LabLock`] the writer holds; reads of
+//! state files are plain reads of a checked directory.
+
+mod lock;
+
+use std::{
+    io::{self, Read as _, Write as _},
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    fcntl::{openat, renameat, OFlag},
+    sys::stat::Mode,
+};
+
+pub use lock::{LabLock, LockError, Wait};
+
+use crate::{
+    names::LabName,
+    securefs::{self, SecureDir, SecureDirError},
+};
+
+/// The trusted system directory the runtime directory lives in.
+const BASE: &str = "/run";
+const TOP: &str = "shortpath";
+pub const RUN_DIR: &str = "/run/shortpath";
+
+/// `/run/shortpath/<lab>`. The only way to name a lab's runtime directory.
+pub fn lab_dir(lab: &LabName) -> PathBuf {
+    Path::new(RUN_DIR).join(lab.as_str())
+}
+
+fn ensure_lab_dir(lab: &LabName) -> Result<SecureDir, SecureDirError> {
+    securefs::ensure("runtime", Path::new(BASE), &[TOP, lab.as_str()])
+}
+
+fn existing_lab_dir(lab: &LabName) -> Result<Option<SecureDir>, SecureDirError> {
+    securefs::existing("runtime", Path::new(BASE), &[TOP, lab.as_str()])
+}
+
+fn sec_io(e: SecureDirError) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Reads state file `name` of `lab`; `None` if the lab or the file does not
+/// exist. Symlinks are not followed.
+pub fn read_state(lab: &LabName, name: &str) -> io::Result<Option<String>> {
+    let Some(dir) = existing_lab_dir(lab).map_err(sec_io)? else {
+        return Ok(None);
+    };
+    let fd = match openat(
+        dir.fd(),
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", dir.path.join(name).display()))),
+    };
+    let mut s = String::new();
+    std::fs::File::from(fd).read_to_string(&mut s)?;
+    Ok(Some(s))
+}
+
+/// Writes state file `name` atomically (a temporary file renamed over it),
+/// as the holder of the lab's lock.
+pub fn write_state(lock: &LabLock, name: &str, contents: &str) -> io::Result<()> {
+    let dir = lock.dir();
+    let tmp = format!("{name}.tmp");
+    let fd = openat(
+        dir.fd(),
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(contents.as_bytes())?;
+    f.sync_data()?;
+    drop(f);
+    renameat(dir.fd(), tmp.as_str(), dir.fd(), name)?;
+    Ok(())
+}
+
+/// Serializes `value` as pretty JSON into state file `name` (atomic).
+pub fn write_json<T: serde::Serialize>(lock: &LabLock, name: &str, value: &T) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    write_state(lock, name, &text)
+}
+
+/// Removes state file `name`; missing is fine.
+pub fn remove_state(lock: &LabLock, name: &str) -> io::Result<()> {
+    match nix::unistd::unlinkat(lock.dir().fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Labs with a state file `marker` (e.g. `lab.json`), by name. Entries that
+/// are not valid lab names are skipped.
+pub fn labs_with(marker: &str) -> io::Result<Vec<LabName>> {
+    let mut v = Vec::new();
+    match std::fs::read_dir(RUN_DIR) {
+        Ok(entries) => {
+            for e in entries {
+                let e = e?;
+                let Ok(name) = LabName::new(&e.file_name().to_string_lossy()) else {
+                    continue;
+                };
+                if read_state(&name, marker).ok().flatten().is_some() {
+                    v.push(name);
+                }
+            }
+        }
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    v.sort();
+    Ok(v)
+}
