@@ -11,18 +11,19 @@ sp=target/release/shortpath
 lab=spcost
 $sp lab down --name $lab >/dev/null 2>&1 || true
 $sp lab up --name $lab --mode peer >/dev/null 2>&1
-trap '$sp lab down --name $lab >/dev/null 2>&1' EXIT
+tmp=$(mktemp -d)
+trap '$sp lab down --name $lab >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 
 tests=(udp_rr tcp_rr tcp_stream udp_pps)
 bench() { # test -> value
   $sp bench --name $lab --modes peer --tests "$1" --cpu 0 --duration "$secs" --warmup 0.5 --rounds 1 \
-    --json /tmp/spcost.json >/dev/null 2>&1
-  python3 -c 'import json,sys; print(json.load(open("/tmp/spcost.json"))["summary"]["peer"][sys.argv[1]]["value"])' "$1"
+    --json "$tmp/spcost.json" >/dev/null 2>&1
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[2]))["summary"]["peer"][sys.argv[1]]["value"])' "$1" "$tmp/spcost.json"
 }
 traced() { # test sample -> value
   local follow
   follow=$(python3 -c "print($secs + 2)")
-  $sp trace --name $lab --follow --duration "$follow" --sample "$2" --json /tmp/spcost-trace.json >/dev/null 2>&1 &
+  $sp trace --name $lab --follow --duration "$follow" --sample "$2" --json "$tmp/spcost-trace.json" >/dev/null 2>&1 &
   local pid=$!
   sleep 0.5
   local v
@@ -44,6 +45,6 @@ for t in "${tests[@]}"; do
   b=$(printf '%s\n' "${base[@]}" | median)
   a=$(printf '%s\n' "${all[@]}" | median)
   s=$(printf '%s\n' "${some[@]}" | median)
-  unit=$(python3 -c 'import json; d=json.load(open("/tmp/spcost.json")); print(next(iter(d["summary"]["peer"].values()))["unit"])')
+  unit=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(next(iter(d["summary"]["peer"].values()))["unit"])' "$tmp/spcost.json")
   python3 -c 'import sys; t,u,b,a,s=sys.argv[1:]; b,a,s=float(b),float(a),float(s); f=lambda v: f"{v:,.0f}" if v>100 else f"{v:.2f}"; print(f"| {t} ({u}) | {f(b)} | {f(a)} | {(a/b-1)*100:+.0f} % | {f(s)} | {(s/b-1)*100:+.0f} % |")' "$t" "$unit" "$b" "$a" "$s"
 done

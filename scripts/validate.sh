@@ -11,7 +11,8 @@ sp=target/release/shortpath
 lab=spval
 $sp lab down --name $lab >/dev/null 2>&1 || true
 $sp lab up --name $lab >/dev/null 2>&1
-trap '$sp lab down --name $lab >/dev/null 2>&1' EXIT
+tmp=$(mktemp -d)
+trap '$sp lab down --name $lab >/dev/null 2>&1; rm -rf "$tmp"' EXIT
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -30,19 +31,23 @@ iperf() { # client-ns server-ns addr
 sockperf_p50() { # client-ns server-ns addr -> p50 round trip in µs (sockperf prints half of it)
   local out=()
   for _ in $(seq "$reps"); do
+    # `lab exec` execs the command in place, so this PID is the server's:
+    # stop exactly it (a pattern match would reach sockperf servers outside
+    # the lab).
     $sp lab exec --name $lab "$2" -- taskset -c 0 sockperf sr -i "$3" -p 11111 >/dev/null 2>&1 &
+    local server=$!
     sleep 0.5
     out+=("$($sp lab exec --name $lab "$1" -- taskset -c 0 sockperf pp -i "$3" -p 11111 -t "$secs" -m 16 2>&1 |
       sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' | awk '{print $1*2}')")
-    $sp lab exec --name $lab "$2" -- pkill -f 'sockperf sr' || true
-    wait || true
+    kill "$server" 2>/dev/null || true
+    wait "$server" || true
   done
   printf '%s\n' "${out[@]}" | median
 }
 
 ours() { # modes -> JSON
-  $sp bench --name $lab --modes "$1" --tests udp_rr,tcp_stream --cpu 0 --duration "$secs" --rounds "$reps" --json /tmp/spval.json >/dev/null 2>&1
-  cat /tmp/spval.json
+  $sp bench --name $lab --modes "$1" --tests udp_rr,tcp_stream --cpu 0 --duration "$secs" --rounds "$reps" --json "$tmp/spval.json" >/dev/null 2>&1
+  cat "$tmp/spval.json"
 }
 
 echo "| Path | Mode | iperf3 Gbit/s | shortpath tcp_stream Gbit/s | sockperf p50 RTT µs | shortpath udp_rr p50 µs |"

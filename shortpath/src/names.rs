@@ -41,7 +41,7 @@ fn check(kind: &'static str, max: usize, s: &str) -> Result<(), NameError> {
 macro_rules! name_type {
     ($(#[$doc:meta])* $ty:ident, $kind:literal, $max:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $ty(String);
 
@@ -87,6 +87,13 @@ macro_rules! name_type {
             type Target = str;
             fn deref(&self) -> &str {
                 &self.0
+            }
+        }
+
+        /// Shown as the string it is, quoted.
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
             }
         }
 
@@ -173,5 +180,6 @@ mod tests {
         let e = serde_json::from_str::<NodeName>("\"../../etc\"").unwrap_err();
         assert!(e.to_string().contains("invalid node name"), "{e}");
         assert_eq!(serde_json::to_string(&ok).unwrap(), "\"sp\"");
+        assert_eq!(format!("{ok:?}"), "\"sp\"");
     }
 }

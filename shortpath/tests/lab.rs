@@ -262,7 +262,7 @@ fn bad_config_creates_nothing() {
     let err = stderr(&o);
     assert!(
         err.contains(&format!(
-            "{path}:7: node[1].pod_ipv4: 10.1.0.0/16 overlaps a's pod_ipv4"
+            "{path}:7: node[1].pod_ipv4: 10.1.0.0/16 (b's pod_ipv4) overlaps a's pod_ipv4"
         )),
         "{err}"
     );

@@ -1,6 +1,5 @@
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::{
@@ -151,9 +150,8 @@ pub async fn run(
             Ok(0)
         }
         LabCommand::Exec { target, cmd, .. } => {
-            let status = lab::exec(&lab_name(), &target, &cmd)
-                .with_context(|| format!("lab exec {target}"))?;
-            Ok(status.code().unwrap_or(128 + status_signal(&status)))
+            // Returns only if the command could not be started.
+            Err(lab::exec(&lab_name(), &target, &cmd).into())
         }
         LabCommand::Check { size, .. } => check(&lab_name(), size).await,
         LabCommand::Config => {
@@ -218,11 +216,6 @@ async fn check(name: &LabName, size: usize) -> anyhow::Result<i32> {
     print!("{table}");
     println!("{} probes, {} failed", results.len(), failed);
     Ok(if failed == 0 { 0 } else { 1 })
-}
-
-fn status_signal(s: &std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt as _;
-    s.signal().unwrap_or(0)
 }
 
 fn status_json(inv: &Inventory, dp: &DataplaneStatus) -> serde_json::Value {

@@ -1,6 +1,6 @@
 //! Building and removing a lab.
 
-use std::{collections::HashMap, process::ExitStatus};
+use std::collections::HashMap;
 
 use ipnet::IpNet;
 
@@ -263,31 +263,42 @@ async fn add_addresses(h: &Netlink, index: u32, nets: [Option<IpNet>; 2]) -> Res
     Ok(())
 }
 
-/// Runs `cmd` inside the namespace of `target` (node, pod or node/pod) of
-/// lab `name`, with inherited stdio; returns its exit status.
-pub fn exec(name: &LabName, target: &str, cmd: &[String]) -> Result<ExitStatus, LabError> {
-    let st = super::ready_state(name)?;
-    let ns = st.plan.target(target).ok_or_else(|| LabError::NoTarget {
-        lab: name.clone(),
-        target: target.to_owned(),
-    })?;
-    let fd = ns.open()?;
-    let (prog, args) = cmd.split_first().ok_or_else(|| LabError::Exec {
-        cmd: String::new(),
-        source: std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "no command given after --",
-        ),
-    })?;
-    let mut c = std::process::Command::new(prog);
-    c.args(args);
-    use std::os::unix::process::CommandExt as _;
-    // SAFETY: only setns(2) runs between fork and exec.
-    unsafe {
-        c.pre_exec(move || netns::enter_in_child(&fd));
-    }
-    c.status().map_err(|source| LabError::Exec {
+/// Replaces this process with `cmd` running inside the namespace of
+/// `target` (node, pod or node/pod) of lab `name`, as `ip netns exec` does:
+/// signals reach the command itself and its exit status is the process's.
+/// Returns only if that fails.
+pub fn exec(name: &LabName, target: &str, cmd: &[String]) -> LabError {
+    let st = match super::ready_state(name) {
+        Ok(st) => st,
+        Err(e) => return e,
+    };
+    let Some(ns) = st.plan.target(target) else {
+        return LabError::NoTarget {
+            lab: name.clone(),
+            target: target.to_owned(),
+        };
+    };
+    let Some((prog, args)) = cmd.split_first() else {
+        return LabError::Exec {
+            cmd: String::new(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command given after --"),
+        };
+    };
+    let (prog, args, line) = (prog.clone(), args.to_vec(), cmd.join(" "));
+    // A thread of its own enters the namespace and execs: on success the
+    // whole process becomes the command; on failure the guard takes the
+    // thread back and the error comes home.
+    let run = std::thread::spawn(move || -> LabError {
+        let _guard = match netns::NetnsGuard::enter(&ns) {
+            Ok(g) => g,
+            Err(e) => return e.into(),
+        };
+        use std::os::unix::process::CommandExt as _;
+        let source = std::process::Command::new(&prog).args(&args).exec();
+        LabError::Exec { cmd: line, source }
+    });
+    run.join().unwrap_or_else(|_| LabError::Exec {
         cmd: cmd.join(" "),
-        source,
+        source: std::io::Error::other("the exec thread panicked"),
     })
 }

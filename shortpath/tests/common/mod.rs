@@ -2,6 +2,7 @@
 //! removed even when a test fails, and running the real binary.
 #![allow(dead_code)]
 
+pub mod kernel;
 pub mod packet;
 
 use std::{
