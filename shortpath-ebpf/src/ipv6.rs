@@ -84,7 +84,8 @@ pub fn walk(ctx: &TcContext, ip: *const Ipv6Hdr) -> Result<Chain, Reason> {
         }
         nh = next;
     }
-    if is_ext(nh) {
+    // Too long a chain, or a last header running past the packet's end.
+    if is_ext(nh) || chain.offset > ctx.len() as usize {
         return Err(Reason::DropMalformed);
     }
     chain.upper = Some(nh);
