@@ -148,6 +148,12 @@ mod tests {
         s as u32
     }
 
+    /// Random IPv6 packets: the sum over the whole L3 packet with the old
+    /// hop limit plus the diff equals the sum with the new hop limit, and
+    /// without the diff (what the programs did before) it does not. The
+    /// lab's veths never produce CHECKSUM_COMPLETE, so this cannot be
+    /// watched live on them; tests/ebpf.rs has the kernel check the
+    /// programs' `skb->csum` with BPF_F_TEST_SKB_CHECKSUM_COMPLETE.
     #[test]
     fn hop_limit_diff_keeps_the_packet_sum_of_checksum_complete() {
         let mut x = 7u32;
