@@ -74,12 +74,14 @@ fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
     match proto {
         ETH_P_IP => {
             let ip = parse::ipv4(ctx).ok_or(Reason::PassMalformed)?;
-            parse::ipv4_fast_path(ip)?;
-            if !parse::ipv4_checksum_ok(ip) {
+            // SAFETY: bounds-checked by `parse::ipv4`; the view is only read
+            // and ends before the rewrite.
+            let l3 = unsafe { &*ip };
+            parse::ipv4_fast_path(l3)?;
+            if !parse::ipv4_checksum_ok(l3) {
                 return Err(Reason::PassBadChecksum);
             }
-            // SAFETY: `parse::ipv4` checked the bounds.
-            if addr::is_martian_v4(unsafe { (*ip).saddr }) {
+            if addr::is_martian_v4(l3.saddr) {
                 return Err(Reason::PassMartian);
             }
             Ok(Packet {
@@ -89,9 +91,10 @@ fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
         }
         ETH_P_IPV6 => {
             let ip = parse::ipv6(ctx).ok_or(Reason::PassMalformed)?;
-            // SAFETY: `parse::ipv6` checked the bounds.
-            let (next, saddr) = unsafe { ((*ip).nexthdr, &(*ip).saddr) };
-            match next {
+            // SAFETY: bounds-checked by `parse::ipv6`; the view is only read
+            // and ends before the rewrite.
+            let l3 = unsafe { &*ip };
+            match l3.nexthdr {
                 IPPROTO_FRAGMENT => return Err(Reason::PassFragment),
                 // Hop-by-hop must be processed by every router; routing and
                 // destination options may change where the packet goes.
@@ -100,7 +103,7 @@ fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
                 }
                 _ => {}
             }
-            if addr::is_martian_v6(saddr) {
+            if addr::is_martian_v6(&l3.saddr) {
                 return Err(Reason::PassMartian);
             }
             Ok(Packet {

@@ -100,7 +100,8 @@ fn parse(ctx: &TcContext, ifindex: u32) -> Result<Packet, Reason> {
         ETH_P_IPV6 => v6(ctx, eth, ifindex),
         ETH_P_ARP => {
             let arp = parse::arp(ctx).ok_or(Reason::DropMalformed)?;
-            Err(source::arp(eth, arp, ifindex))
+            // SAFETY: bounds-checked by `parse::eth`; only read here.
+            Err(source::arp(unsafe { &*eth }, arp, ifindex))
         }
         _ => Err(Reason::DropUnknownL3),
     }
@@ -112,9 +113,12 @@ fn parse(ctx: &TcContext, ifindex: u32) -> Result<Packet, Reason> {
 #[inline(always)]
 fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason> {
     let ip = parse::ipv4(ctx).ok_or(Reason::DropMalformed)?;
-    let own = source::ipv4(eth, ip, ifindex)?;
-    stack_keeps(eth, &own)?;
-    parse::ipv4_fast_path(ip)?;
+    // SAFETY: both bounds-checked by the parsers. The checks only read; the
+    // views end before anything writes the packet (through `Packet`).
+    let (l2, l3) = unsafe { (&*eth, &*ip) };
+    let own = source::ipv4(l2, l3, ifindex)?;
+    stack_keeps(l2, &own)?;
+    parse::ipv4_fast_path(l3)?;
     Ok(Packet {
         eth,
         ip: Ip::V4(ip),
@@ -129,11 +133,15 @@ fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason>
 #[inline(always)]
 fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason> {
     let ip = parse::ipv6(ctx).ok_or(Reason::DropMalformed)?;
-    let own = source::ipv6(eth, ip, ifindex)?;
-    let chain = ipv6::walk(ctx, ip)?;
-    ipv6::check_nd(ctx, ip, &chain, ifindex)?;
+    // SAFETY: both bounds-checked by the parsers. The checks only read (and
+    // `bpf_skb_load_bytes` does not move data); the views end before
+    // anything writes the packet (through `Packet`).
+    let (l2, l3) = unsafe { (&*eth, &*ip) };
+    let own = source::ipv6(l2, l3, ifindex)?;
+    let chain = ipv6::walk(ctx, l3)?;
+    ipv6::check_nd(ctx, l3, &chain, ifindex)?;
     let own = own.ok_or(Reason::PassLinkLocal)?;
-    stack_keeps(eth, &own)?;
+    stack_keeps(l2, &own)?;
     if chain.fragment {
         return Err(Reason::PassFragment);
     }
@@ -152,9 +160,8 @@ fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason>
 ///   every host on the segment, never one routed or redirected copy;
 /// - a stack-only pod's traffic.
 #[inline(always)]
-fn stack_keeps(eth: *const EthHdr, own: &Endpoint) -> Result<(), Reason> {
-    // SAFETY: `eth` came from `parse::eth`, which checked the bounds.
-    if unsafe { (*eth).dst[0] } & 1 != 0 {
+fn stack_keeps(eth: &EthHdr, own: &Endpoint) -> Result<(), Reason> {
+    if eth.dst[0] & 1 != 0 {
         return Err(Reason::PassMulticast);
     }
     if own.flags & FLAG_STACK_ONLY != 0 {

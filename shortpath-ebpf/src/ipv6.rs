@@ -53,9 +53,8 @@ fn is_ext(nh: u8) -> bool {
 /// walk without an upper layer. `Err(DropMalformed)` for a longer chain or
 /// one cut short by the end of the packet.
 #[inline(always)]
-pub fn walk(ctx: &TcContext, ip: *const Ipv6Hdr) -> Result<Chain, Reason> {
-    // SAFETY: `ip` came from `parse::ipv6`, which checked the bounds.
-    let mut nh = unsafe { (*ip).nexthdr };
+pub fn walk(ctx: &TcContext, ip: &Ipv6Hdr) -> Result<Chain, Reason> {
+    let mut nh = ip.nexthdr;
     let mut chain = Chain {
         upper: None,
         offset: ETH_HLEN + IPV6_HLEN,
@@ -102,12 +101,7 @@ pub fn walk(ctx: &TcContext, ip: *const Ipv6Hdr) -> Result<Chain, Reason> {
 ///
 /// Truncated ND messages are `drop_malformed`. Everything else passes.
 #[inline(always)]
-pub fn check_nd(
-    ctx: &TcContext,
-    ip: *const Ipv6Hdr,
-    chain: &Chain,
-    ifindex: u32,
-) -> Result<(), Reason> {
+pub fn check_nd(ctx: &TcContext, ip: &Ipv6Hdr, chain: &Chain, ifindex: u32) -> Result<(), Reason> {
     if chain.upper != Some(IPPROTO_ICMPV6) {
         return Ok(());
     }
@@ -115,10 +109,7 @@ pub fn check_nd(
     match kind {
         ND_ROUTER_ADVERT | ND_REDIRECT => Err(Reason::DropNdRouter),
         ND_NEIGHBOR_ADVERT => own_target(ctx, chain, ifindex),
-        // SAFETY: `ip` came from `parse::ipv6`, which checked the bounds.
-        ND_NEIGHBOR_SOLICIT if unsafe { (*ip).saddr } == [0u8; 16] => {
-            own_target(ctx, chain, ifindex)
-        }
+        ND_NEIGHBOR_SOLICIT if ip.saddr == [0u8; 16] => own_target(ctx, chain, ifindex),
         _ => Ok(()),
     }
 }

@@ -163,15 +163,12 @@ pub fn vlan_tagged(ctx: &TcContext, proto: u16) -> bool {
 
 /// Ethernet/IPv4 ARP (htype 1, ptype 0x0800, hlen 6, plen 4), complete.
 #[inline(always)]
-pub fn arp(ctx: &TcContext) -> Option<*const ArpHdr> {
+pub fn arp(ctx: &TcContext) -> Option<&ArpHdr> {
     let arp: *const ArpHdr = header(ctx, ETH_HLEN)?;
-    // SAFETY: `header` checked the bounds.
-    let ok = unsafe {
-        (*arp).htype == [0, 1]
-            && (*arp).ptype == [0x08, 0x00]
-            && (*arp).hlen == 6
-            && (*arp).plen == 4
-    };
+    // SAFETY: `header` checked the bounds; the programs never write ARP, so
+    // the shared view stays valid for as long as the context.
+    let arp = unsafe { &*arp };
+    let ok = arp.htype == [0, 1] && arp.ptype == [0x08, 0x00] && arp.hlen == 6 && arp.plen == 4;
     ok.then_some(arp)
 }
 
@@ -219,13 +216,11 @@ fn is_gso(ctx: &TcContext) -> bool {
 /// What keeps a well-formed IPv4 packet off the fast path: options (the
 /// stack processes them) and fragments (MF set or non-zero offset).
 #[inline(always)]
-pub fn ipv4_fast_path(ip: *const Ipv4Hdr) -> Result<(), Reason> {
-    // SAFETY: `ip` came from `ipv4`, which checked the bounds.
-    let (vihl, frag) = unsafe { ((*ip).version_ihl, u16::from_be_bytes((*ip).frag_off)) };
-    if vihl & 0x0f != 5 {
+pub fn ipv4_fast_path(ip: &Ipv4Hdr) -> Result<(), Reason> {
+    if ip.version_ihl & 0x0f != 5 {
         return Err(Reason::PassIpOptions);
     }
-    if frag & 0x3fff != 0 {
+    if u16::from_be_bytes(ip.frag_off) & 0x3fff != 0 {
         return Err(Reason::PassFragment);
     }
     Ok(())
@@ -233,15 +228,18 @@ pub fn ipv4_fast_path(ip: *const Ipv4Hdr) -> Result<(), Reason> {
 
 /// Whether the 20-byte IPv4 header (no options) checksums to zero.
 #[inline(always)]
-pub fn ipv4_checksum_ok(ip: *const Ipv4Hdr) -> bool {
-    let words = ip as *const [u8; 2];
-    let mut sum: u32 = 0;
-    let mut i = 0;
-    while i < IPV4_HLEN / 2 {
-        // SAFETY: `ip` came from `ipv4`, which checked 20 bytes.
-        sum += u16::from_be_bytes(unsafe { *words.add(i) }) as u32;
-        i += 1;
-    }
+pub fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
+    let w = |b: [u8; 2]| u16::from_be_bytes(b) as u32;
+    let mut sum = w([ip.version_ihl, ip.tos])
+        + w(ip.tot_len)
+        + w(ip.id)
+        + w(ip.frag_off)
+        + w([ip.ttl, ip.protocol])
+        + w(ip.check)
+        + w([ip.saddr[0], ip.saddr[1]])
+        + w([ip.saddr[2], ip.saddr[3]])
+        + w([ip.daddr[0], ip.daddr[1]])
+        + w([ip.daddr[2], ip.daddr[3]]);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum == 0xffff

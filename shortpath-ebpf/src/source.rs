@@ -41,9 +41,8 @@ fn own(key: &EndpointKey, mac: &[u8; 6], ifindex: u32) -> Result<Endpoint, Reaso
 /// pod's own, or 0.0.0.0 for an RFC 5227 probe (which claims nothing).
 /// The result is the final reason.
 #[inline(always)]
-pub fn arp(eth: *const EthHdr, arp: *const ArpHdr, ifindex: u32) -> Reason {
-    // SAFETY: both came from the bounds-checked parsers.
-    let (src, sha, spa) = unsafe { ((*eth).src, (*arp).sha, (*arp).spa) };
+pub fn arp(eth: &EthHdr, arp: &ArpHdr, ifindex: u32) -> Reason {
+    let (src, sha, spa) = (eth.src, arp.sha, arp.spa);
     if spa != [0, 0, 0, 0] {
         if let Err(reason) = own(&EndpointKey::v4(spa), &src, ifindex) {
             return reason;
@@ -60,13 +59,11 @@ pub fn arp(eth: *const EthHdr, arp: *const ArpHdr, ifindex: u32) -> Reason {
 /// 255.255.255.255), which goes to the stack as `pass_link_local`.
 /// `saddr` sits at a fixed offset, so options and fragments cannot hide it.
 #[inline(always)]
-pub fn ipv4(eth: *const EthHdr, ip: *const Ipv4Hdr, ifindex: u32) -> Result<Endpoint, Reason> {
-    // SAFETY: both came from the bounds-checked parsers.
-    let (mac, saddr, daddr) = unsafe { ((*eth).src, (*ip).saddr, (*ip).daddr) };
-    if saddr == [0, 0, 0, 0] && daddr == [255, 255, 255, 255] {
+pub fn ipv4(eth: &EthHdr, ip: &Ipv4Hdr, ifindex: u32) -> Result<Endpoint, Reason> {
+    if ip.saddr == [0, 0, 0, 0] && ip.daddr == [255, 255, 255, 255] {
         return Err(Reason::PassLinkLocal);
     }
-    own(&EndpointKey::v4(saddr), &mac, ifindex)
+    own(&EndpointKey::v4(ip.saddr), &eth.src, ifindex)
 }
 
 /// IPv6: the pod's own address from the pod's MAC (`Some(endpoint)`), or a
@@ -74,18 +71,12 @@ pub fn ipv4(eth: *const EthHdr, ip: *const Ipv4Hdr, ifindex: u32) -> Result<Endp
 /// unicast or multicast destination, which no router forwards and which
 /// therefore stays on the pod's segment.
 #[inline(always)]
-pub fn ipv6(
-    eth: *const EthHdr,
-    ip: *const Ipv6Hdr,
-    ifindex: u32,
-) -> Result<Option<Endpoint>, Reason> {
-    // SAFETY: both came from the bounds-checked parsers.
-    let (mac, saddr, daddr) = unsafe { ((*eth).src, (*ip).saddr, (*ip).daddr) };
-    if addr::is_v6_link_local(&saddr) || saddr == [0u8; 16] {
-        if addr::is_v6_link_local(&daddr) || addr::is_v6_multicast(&daddr) {
+pub fn ipv6(eth: &EthHdr, ip: &Ipv6Hdr, ifindex: u32) -> Result<Option<Endpoint>, Reason> {
+    if addr::is_v6_link_local(&ip.saddr) || ip.saddr == [0u8; 16] {
+        if addr::is_v6_link_local(&ip.daddr) || addr::is_v6_multicast(&ip.daddr) {
             return Ok(None);
         }
         return Err(Reason::DropSpoofed);
     }
-    own(&EndpointKey::v6(saddr), &mac, ifindex).map(Some)
+    own(&EndpointKey::v6(ip.saddr), &eth.src, ifindex).map(Some)
 }
