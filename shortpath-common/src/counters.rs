@@ -59,7 +59,9 @@ reasons! {
     RedirectPeer = 1, "redirect_peer", Redirect;
     /// Handed to the egress device with `bpf_redirect_neigh` (neighbour unresolved).
     RedirectNeigh = 2, "redirect_neigh", Redirect;
-    /// Not IPv4 or IPv6 (ARP, LLDP, VLAN-tagged, …).
+    /// from_nic: not IPv4 or IPv6 (ARP, LLDP, VLAN-tagged, …). from_pod
+    /// classifies every EtherType itself (`pass_arp`, `drop_vlan`,
+    /// `drop_unknown_l3`).
     PassNotIp = 10, "pass_not_ip", Pass;
     /// Frame not addressed to this host (promiscuous, other host's MAC).
     PassNotForHost = 11, "pass_not_for_host", Pass;
@@ -91,9 +93,60 @@ reasons! {
     PassFibOther = 24, "pass_fib_other", Pass;
     /// The program was loaded without a mode (loader bug): stack keeps all.
     PassUnconfigured = 25, "pass_unconfigured", Pass;
-    /// Source address does not belong to the pod behind this device.
+    /// from_pod: ARP whose sender is the pod itself (or an RFC 5227 probe
+    /// from 0.0.0.0); the bridge and the node's stack answer it.
+    PassArp = 26, "pass_arp", Pass;
+    /// from_nic: source address no router forwards (IPv4 0/8, 127/8,
+    /// 169.254/16, 224/4, 255.255.255.255; IPv6 ::, ::1, fe80::/10, ff00::/8,
+    /// ::ffff:0:0/96); the stack drops and logs it.
+    PassMartian = 27, "pass_martian", Pass;
+    /// from_nic: IPv4 header checksum does not verify; the stack drops it
+    /// and counts it (`InHdrErrors`).
+    PassBadChecksum = 28, "pass_bad_checksum", Pass;
+    /// Source address does not belong to the pod behind this device (also
+    /// ARP senders and ND targets claiming another address).
     DropSpoofed = 40, "drop_spoofed", Drop;
     /// A redirect helper refused an already rewritten packet (cannot happen
     /// with the flags used; counted so it would show).
     DropRedirectError = 41, "drop_redirect_error", Drop;
+    /// from_pod: truncated or inconsistent headers (Ethernet, ARP, IPv4
+    /// length fields, more than 4 IPv6 extension headers, truncated ND).
+    DropMalformed = 42, "drop_malformed", Drop;
+    /// from_pod: 802.1Q / 802.1ad tagged frame (pods send untagged frames).
+    DropVlan = 43, "drop_vlan", Drop;
+    /// from_pod: EtherType other than IPv4, IPv6 and ARP.
+    DropUnknownL3 = 44, "drop_unknown_l3", Drop;
+    /// from_pod: the pod's own address sent from another MAC than the pod's.
+    DropSpoofedMac = 45, "drop_spoofed_mac", Drop;
+    /// from_pod: ICMPv6 Router Advertisement or Redirect (pods are hosts,
+    /// not routers).
+    DropNdRouter = 46, "drop_nd_router", Drop;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_names_are_unique_and_ranged_by_verdict() {
+        for (i, a) in Reason::ALL.iter().enumerate() {
+            assert_eq!(Reason::from_u32(*a as u32), Some(*a));
+            for b in &Reason::ALL[i + 1..] {
+                assert_ne!(*a as u32, *b as u32);
+                assert_ne!(a.name(), b.name());
+            }
+            let n = *a as u32;
+            let range = match a.verdict() {
+                Verdict::Redirect => 0..10,
+                Verdict::Pass => 10..40,
+                Verdict::Drop => 40..u32::MAX,
+            };
+            assert!(range.contains(&n), "{a:?} = {n} out of its range");
+            assert!(a.name().starts_with(match a.verdict() {
+                Verdict::Redirect => "redirect",
+                Verdict::Pass => "pass_",
+                Verdict::Drop => "drop_",
+            }));
+        }
+    }
 }

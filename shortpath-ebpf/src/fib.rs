@@ -4,10 +4,11 @@ use core::mem::size_of;
 
 use aya_ebpf::{
     bindings::{
-        bpf_fib_lookup, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED,
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
+        bpf_check_mtu_ret::BPF_MTU_CHK_RET_FRAG_NEEDED, bpf_fib_lookup,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS,
     },
-    helpers::generated::bpf_fib_lookup as fib_lookup_helper,
+    helpers::generated::{bpf_check_mtu, bpf_fib_lookup as fib_lookup_helper},
     programs::TcContext,
 };
 use shortpath_common::{
@@ -25,7 +26,8 @@ pub enum Fib {
         dmac: [u8; 6],
     },
     /// Route known, neighbour not resolved: `bpf_redirect_neigh` resolves it.
-    /// `params` carries the next hop the kernel filled in.
+    /// `params` carries the next hop the kernel filled in. The packet fits
+    /// the egress MTU (checked here, see [`lookup`]).
     NoNeigh {
         ifindex: u32,
         params: bpf_fib_lookup,
@@ -36,7 +38,11 @@ pub enum Fib {
 ///
 /// `tot_len` stays 0 so the kernel checks the egress MTU against the skb
 /// itself, GSO-aware; a non-zero `tot_len` would send every GSO packet of a
-/// bulk TCP flow to the stack.
+/// bulk TCP flow to the stack. The kernel does that check only on SUCCESS;
+/// for NO_NEIGH it is done here with `bpf_check_mtu`, or an oversized
+/// non-GSO packet would be handed to `bpf_redirect_neigh` and dropped
+/// silently by the device instead of getting its frag-needed /
+/// packet-too-big from the stack.
 ///
 /// Without flags the lookup walks the policy rules like the stack does, but
 /// with mark 0; see docs/DATAPLANE.md.
@@ -81,6 +87,9 @@ pub fn lookup(ctx: &TcContext, p: &Packet, iif: u32) -> Result<Fib, Reason> {
             smac: params.smac,
             dmac: params.dmac,
         }),
+        BPF_FIB_LKUP_RET_NO_NEIGH if !fits_egress_mtu(ctx, params.ifindex) => {
+            Err(Reason::PassFibFragNeeded)
+        }
         BPF_FIB_LKUP_RET_NO_NEIGH => Ok(Fib::NoNeigh {
             ifindex: params.ifindex,
             params,
@@ -89,6 +98,18 @@ pub fn lookup(ctx: &TcContext, p: &Packet, iif: u32) -> Result<Fib, Reason> {
         BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Reason::PassFibFragNeeded),
         _ => Err(Reason::PassFibOther),
     }
+}
+
+/// `bpf_check_mtu` of the skb against `ifindex` (input length 0: the skb's
+/// own length; GSO packets pass, they are segmented to fit). Only a clear
+/// FRAG_NEEDED counts as "does not fit"; an error (device gone) is left to
+/// the redirect, which fails the same way.
+#[inline(always)]
+fn fits_egress_mtu(ctx: &TcContext, ifindex: u32) -> bool {
+    let mut len: u32 = 0;
+    // SAFETY: the program's own skb; `len` outlives the call.
+    let rc = unsafe { bpf_check_mtu(ctx.skb.skb as *mut _, ifindex, &mut len, 0, 0) };
+    rc != BPF_MTU_CHK_RET_FRAG_NEEDED as i64
 }
 
 #[inline(always)]

@@ -5,12 +5,22 @@
 //! = pod, source = host veth), TTL / hop limit is decremented, and the
 //! packet goes straight to the pod (`redirect` mode: via its host veth;
 //! `peer` mode: into its namespace). Everything else goes to the stack
-//! untouched.
+//! untouched: the program never drops, so whatever the stack would refuse
+//! (malformed, bad checksum, martian source) is refused and counted there.
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use shortpath_common::{counters::Reason, endpoint::FLAG_STACK_ONLY, mode::FastPath};
 
-use crate::{config, counters::count, maps, parse, redirect, rewrite};
+use crate::{
+    addr, config,
+    counters::count,
+    maps,
+    parse::{
+        self, Ip, Packet, ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
+        IPPROTO_ROUTING,
+    },
+    redirect, rewrite,
+};
 
 const PACKET_HOST: u32 = 0;
 
@@ -29,7 +39,7 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     if unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
         return Err(Reason::PassNotForHost);
     }
-    let p = parse::parse(ctx)?;
+    let p = parse(ctx)?;
     let ep = maps::endpoint(&p.dst_key()).ok_or(Reason::PassNoEndpoint)?;
     if ep.flags & FLAG_STACK_ONLY != 0 {
         return Err(Reason::PassStackOnly);
@@ -41,9 +51,66 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
         return Err(Reason::PassMtu);
     }
     rewrite::set_macs(&p, &ep.pod_mac, &ep.host_mac);
-    rewrite::decrement_ttl(&p);
+    rewrite::decrement_ttl(ctx, &p);
     Ok(match mode {
         FastPath::Peer => redirect::into_pod(ctx, &ep),
         FastPath::Redirect => redirect::to_host_veth(&ep),
     })
+}
+
+/// A packet the fast path may forward, or why the stack gets it — the
+/// first that applies of: not IP or VLAN-tagged (`pass_not_ip`); truncated
+/// or inconsistent headers, including a total / payload length beyond the
+/// frame (`pass_malformed`); IPv4 options, fragments, IPv6 extension
+/// headers; a bad IPv4 header checksum (`pass_bad_checksum`, the stack
+/// counts and drops it); a martian source (`pass_martian`, the stack drops
+/// and logs it). A router must not forward any of these as they are.
+#[inline(always)]
+fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
+    let (eth, proto) = parse::eth(ctx).ok_or(Reason::PassMalformed)?;
+    if parse::vlan_tagged(ctx, proto) {
+        return Err(Reason::PassNotIp);
+    }
+    match proto {
+        ETH_P_IP => {
+            let ip = parse::ipv4(ctx).ok_or(Reason::PassMalformed)?;
+            // SAFETY: bounds-checked by `parse::ipv4`; the view is only read
+            // and ends before the rewrite.
+            let l3 = unsafe { &*ip };
+            parse::ipv4_fast_path(l3)?;
+            if !parse::ipv4_checksum_ok(l3) {
+                return Err(Reason::PassBadChecksum);
+            }
+            if addr::is_martian_v4(l3.saddr) {
+                return Err(Reason::PassMartian);
+            }
+            Ok(Packet {
+                eth,
+                ip: Ip::V4(ip),
+            })
+        }
+        ETH_P_IPV6 => {
+            let ip = parse::ipv6(ctx).ok_or(Reason::PassMalformed)?;
+            // SAFETY: bounds-checked by `parse::ipv6`; the view is only read
+            // and ends before the rewrite.
+            let l3 = unsafe { &*ip };
+            match l3.nexthdr {
+                IPPROTO_FRAGMENT => return Err(Reason::PassFragment),
+                // Hop-by-hop must be processed by every router; routing and
+                // destination options may change where the packet goes.
+                IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                    return Err(Reason::PassExtHeader)
+                }
+                _ => {}
+            }
+            if addr::is_martian_v6(&l3.saddr) {
+                return Err(Reason::PassMartian);
+            }
+            Ok(Packet {
+                eth,
+                ip: Ip::V6(ip),
+            })
+        }
+        _ => Err(Reason::PassNotIp),
+    }
 }

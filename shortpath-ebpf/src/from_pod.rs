@@ -1,65 +1,62 @@
 //! TC ingress of a pod's host-side veth: packets the pod sends.
 //!
-//! 1. The source must be an address of the pod behind this device
-//!    (anti-spoofing); otherwise the packet is dropped and counted.
-//! 2. A destination pod on this node gets the packet directly.
-//! 3. Anything else is routed with the node's FIB: rewrite L2 + TTL and
+//! 1. The frame must be one a pod may send, from the pod's own address and
+//!    MAC ([`source`](crate::source), docs/DATAPLANE.md "What a pod may
+//!    send"); otherwise it is dropped and counted. This runs before any
+//!    step that could hand the packet to the stack, which would forward it.
+//! 2. ARP, ND, link-local, group-MAC, fragmented and option-carrying
+//!    packets then go to the stack, so the bridge keeps answering for the
+//!    gateway and the lab can switch back to `bridge`.
+//! 3. A destination pod on this node gets the packet directly.
+//! 4. Anything else is routed with the node's FIB: rewrite L2 + TTL and
 //!    transmit on the egress device, or let `bpf_redirect_neigh` resolve an
 //!    unknown neighbour. What the FIB does not forward goes to the stack.
-//!
-//! ARP, ND and link-local traffic always go to the stack, so the bridge
-//! keeps answering for the gateway and the lab can switch back to `bridge`.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     programs::TcContext,
 };
 use shortpath_common::{
-    counters::Reason,
+    counters::{Reason, Verdict},
     endpoint::{Endpoint, FLAG_STACK_ONLY},
     mode::FastPath,
 };
 
 use crate::{
-    config,
+    addr, config,
     counters::count,
     fib::{self, Fib},
-    maps,
-    parse::{self, Packet},
-    redirect, rewrite,
+    ipv6, maps,
+    parse::{self, EthHdr, Ip, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
+    redirect, rewrite, source,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
     // SAFETY: reading a field of the program's own context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let (action, reason) =
-        forward(ctx, ifindex).unwrap_or_else(|reason| (TC_ACT_OK as i32, reason));
+    let (action, reason) = forward(ctx, ifindex).unwrap_or_else(|reason| (verdict(reason), reason));
     count(ifindex, reason);
     action
 }
 
+/// The TC action of a packet the fast path does not forward.
+#[inline(always)]
+fn verdict(reason: Reason) -> i32 {
+    match reason.verdict() {
+        Verdict::Drop => TC_ACT_SHOT as i32,
+        _ => TC_ACT_OK as i32,
+    }
+}
+
 fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     let mode = config::mode().ok_or(Reason::PassUnconfigured)?;
-    let p = parse::parse(ctx)?;
-
-    let src = p.src_key();
-    if parse::is_link_local_or_unspecified(&src) {
-        return Err(Reason::PassLinkLocal);
-    }
-    match maps::endpoint(&src) {
-        Some(own) if own.ifindex == ifindex => {
-            if own.flags & FLAG_STACK_ONLY != 0 {
-                return Err(Reason::PassStackOnly);
-            }
-        }
-        _ => return Ok((TC_ACT_SHOT as i32, Reason::DropSpoofed)),
-    }
+    let p = parse(ctx, ifindex)?;
 
     let dst = p.dst_key();
-    if parse::is_multicast(&dst) {
+    if addr::is_multicast(&dst) {
         return Err(Reason::PassMulticast);
     }
-    if parse::is_link_local_or_unspecified(&dst) {
+    if addr::is_link_local_or_unspecified(&dst) {
         return Err(Reason::PassLinkLocal);
     }
     if let Some(ep) = maps::endpoint(&dst) {
@@ -76,14 +73,101 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
             dmac,
         } => {
             rewrite::set_macs(&p, &dmac, &smac);
-            rewrite::decrement_ttl(&p);
+            rewrite::decrement_ttl(ctx, &p);
             Ok(redirect::to_device(ifindex))
         }
         Fib::NoNeigh { ifindex, params } => {
-            rewrite::decrement_ttl(&p);
+            rewrite::decrement_ttl(ctx, &p);
             Ok(redirect::to_neighbour(ifindex, &params))
         }
     }
+}
+
+/// The pod's frame as the fast path may forward it, or the final reason.
+/// Drops (in this order): Ethernet header cut short (`drop_malformed`),
+/// VLAN tag (`drop_vlan`), EtherType other than ARP / IPv4 / IPv6
+/// (`drop_unknown_l3`), then the per-protocol rules below.
+#[inline(always)]
+fn parse(ctx: &TcContext, ifindex: u32) -> Result<Packet, Reason> {
+    let (eth, proto) = parse::eth(ctx).ok_or(Reason::DropMalformed)?;
+    // A tagged frame would be bridged to other pods' VLANs unchecked; pods
+    // here send untagged frames only.
+    if parse::vlan_tagged(ctx, proto) {
+        return Err(Reason::DropVlan);
+    }
+    match proto {
+        ETH_P_IP => v4(ctx, eth, ifindex),
+        ETH_P_IPV6 => v6(ctx, eth, ifindex),
+        ETH_P_ARP => {
+            let arp = parse::arp(ctx).ok_or(Reason::DropMalformed)?;
+            // SAFETY: bounds-checked by `parse::eth`; only read here.
+            Err(source::arp(unsafe { &*eth }, arp, ifindex))
+        }
+        _ => Err(Reason::DropUnknownL3),
+    }
+}
+
+/// IPv4: well-formed (`drop_malformed`), own source and MAC
+/// (`drop_spoofed`, `drop_spoofed_mac`; DHCP discover passes), then what
+/// the stack keeps: group MAC, stack-only pod, options, fragments.
+#[inline(always)]
+fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason> {
+    let ip = parse::ipv4(ctx).ok_or(Reason::DropMalformed)?;
+    // SAFETY: both bounds-checked by the parsers. The checks only read; the
+    // views end before anything writes the packet (through `Packet`).
+    let (l2, l3) = unsafe { (&*eth, &*ip) };
+    let own = source::ipv4(l2, l3, ifindex)?;
+    stack_keeps(l2, &own)?;
+    parse::ipv4_fast_path(l3)?;
+    Ok(Packet {
+        eth,
+        ip: Ip::V4(ip),
+    })
+}
+
+/// IPv6: well-formed (`drop_malformed`), own source and MAC or link scope
+/// (`drop_spoofed`, `drop_spoofed_mac`), the extension-header chain and the
+/// ND rules for every source ([`ipv6::check_nd`]), then what the stack
+/// keeps: link scope, group MAC, stack-only pod, extension headers,
+/// fragments.
+#[inline(always)]
+fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason> {
+    let ip = parse::ipv6(ctx).ok_or(Reason::DropMalformed)?;
+    // SAFETY: both bounds-checked by the parsers. The checks only read (and
+    // `bpf_skb_load_bytes` does not move data); the views end before
+    // anything writes the packet (through `Packet`).
+    let (l2, l3) = unsafe { (&*eth, &*ip) };
+    let own = source::ipv6(l2, l3, ifindex)?;
+    let chain = ipv6::walk(ctx, l3)?;
+    ipv6::check_nd(ctx, l3, &chain, ifindex)?;
+    let own = own.ok_or(Reason::PassLinkLocal)?;
+    stack_keeps(l2, &own)?;
+    if chain.fragment {
+        return Err(Reason::PassFragment);
+    }
+    if chain.ext {
+        return Err(Reason::PassExtHeader);
+    }
+    Ok(Packet {
+        eth,
+        ip: Ip::V6(ip),
+    })
+}
+
+/// Legitimate packets the fast path leaves to the stack, checked once the
+/// source is known to be the pod's:
+/// - a group destination MAC (broadcast, multicast: the I/G bit) is for
+///   every host on the segment, never one routed or redirected copy;
+/// - a stack-only pod's traffic.
+#[inline(always)]
+fn stack_keeps(eth: &EthHdr, own: &Endpoint) -> Result<(), Reason> {
+    if eth.dst[0] & 1 != 0 {
+        return Err(Reason::PassMulticast);
+    }
+    if own.flags & FLAG_STACK_ONLY != 0 {
+        return Err(Reason::PassStackOnly);
+    }
+    Ok(())
 }
 
 /// A pod on the same node. A frame addressed to the peer pod's MAC was
@@ -106,7 +190,7 @@ fn to_local_pod(
             return Err(Reason::PassTtl);
         }
         rewrite::set_macs(p, &ep.pod_mac, &ep.host_mac);
-        rewrite::decrement_ttl(p);
+        rewrite::decrement_ttl(ctx, p);
     }
     Ok(match mode {
         FastPath::Peer => redirect::into_pod(ctx, ep),

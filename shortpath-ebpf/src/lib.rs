@@ -9,13 +9,16 @@
 //! they run lives here so it can be read (and reviewed) by concern.
 #![no_std]
 
+pub mod addr;
 pub mod config;
 pub mod counters;
 pub mod fib;
 pub mod from_nic;
 pub mod from_pod;
+pub mod ipv6;
 pub mod maps;
 pub mod parse;
 pub mod redirect;
 pub mod rewrite;
+pub mod source;
 pub mod trace;

@@ -1,7 +1,8 @@
-//! Bounds-checked parsing of Ethernet + IPv4/IPv6 headers.
+//! Bounds-checked access to Ethernet, ARP, IPv4 and IPv6 headers.
 //!
-//! Everything the fast path does not handle comes back as `Err(reason)` so
-//! the caller hands the packet to the stack untouched.
+//! The accessors only answer "is this header there and well-formed"; what
+//! a missing or odd header means (hand to the stack, drop) is the caller's
+//! decision, because it differs between the NIC and a pod's device.
 
 use core::mem::size_of;
 
@@ -11,19 +12,37 @@ use shortpath_common::{counters::Reason, endpoint::EndpointKey};
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+pub const IPV4_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
 
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_DSTOPTS: u8 = 60;
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_DSTOPTS: u8 = 60;
 
 #[repr(C)]
 pub struct EthHdr {
     pub dst: [u8; 6],
     pub src: [u8; 6],
     pub proto: [u8; 2],
+}
+
+/// ARP for IPv4 over Ethernet (RFC 826), the only kind a pod sends.
+#[repr(C)]
+pub struct ArpHdr {
+    pub htype: [u8; 2],
+    pub ptype: [u8; 2],
+    pub hlen: u8,
+    pub plen: u8,
+    pub oper: [u8; 2],
+    pub sha: [u8; 6],
+    pub spa: [u8; 4],
+    pub tha: [u8; 6],
+    pub tpa: [u8; 4],
 }
 
 #[repr(C)]
@@ -55,8 +74,8 @@ pub enum Ip {
     V6(*mut Ipv6Hdr),
 }
 
-/// A parsed frame: pointers into packet data, valid until the next helper
-/// call that may move data (pull, redirect_neigh, …).
+/// A frame the fast path may forward: pointers into packet data, valid
+/// until the next helper call that may move data (pull, redirect_neigh, …).
 pub struct Packet {
     pub eth: *mut EthHdr,
     pub ip: Ip,
@@ -65,7 +84,7 @@ pub struct Packet {
 impl Packet {
     #[inline(always)]
     pub fn dst_key(&self) -> EndpointKey {
-        // SAFETY: bounds were checked by `parse`.
+        // SAFETY: bounds were checked when the packet was parsed.
         unsafe {
             match self.ip {
                 Ip::V4(ip) => EndpointKey::v4((*ip).daddr),
@@ -74,21 +93,10 @@ impl Packet {
         }
     }
 
-    #[inline(always)]
-    pub fn src_key(&self) -> EndpointKey {
-        // SAFETY: bounds were checked by `parse`.
-        unsafe {
-            match self.ip {
-                Ip::V4(ip) => EndpointKey::v4((*ip).saddr),
-                Ip::V6(ip) => EndpointKey::v6((*ip).saddr),
-            }
-        }
-    }
-
     /// TTL (IPv4) or hop limit (IPv6).
     #[inline(always)]
     pub fn ttl(&self) -> u8 {
-        // SAFETY: bounds were checked by `parse`.
+        // SAFETY: bounds were checked when the packet was parsed.
         unsafe {
             match self.ip {
                 Ip::V4(ip) => (*ip).ttl,
@@ -99,23 +107,23 @@ impl Packet {
 
     #[inline(always)]
     pub fn eth_dst(&self) -> [u8; 6] {
-        // SAFETY: bounds were checked by `parse`.
+        // SAFETY: bounds were checked when the packet was parsed.
         unsafe { (*self.eth).dst }
     }
 }
 
 #[inline(always)]
-fn header<T>(ctx: &TcContext, offset: usize) -> Result<*mut T, Reason> {
+fn header<T>(ctx: &TcContext, offset: usize) -> Option<*mut T> {
     let start = ctx.data();
     if start + offset + size_of::<T>() > ctx.data_end() {
-        return Err(Reason::PassMalformed);
+        return None;
     }
-    Ok((start + offset) as *mut T)
+    Some((start + offset) as *mut T)
 }
 
 /// Makes the headers directly readable when the driver left them in paged
 /// data. Frames shorter than the headers stay as they are and fail the
-/// bounds checks below.
+/// bounds checks.
 #[inline(always)]
 fn linearize(ctx: &TcContext) {
     let want = ETH_HLEN + IPV6_HLEN;
@@ -126,74 +134,113 @@ fn linearize(ctx: &TcContext) {
     }
 }
 
+/// Length of the L3 packet the frame carries (skb length minus Ethernet).
 #[inline(always)]
-pub fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
+fn l3_len(ctx: &TcContext) -> usize {
+    (ctx.len() as usize).saturating_sub(ETH_HLEN)
+}
+
+/// The Ethernet header and its EtherType; `None` when the frame is
+/// shorter than 14 bytes. Call first: it pulls the headers into the
+/// linear area, which invalidates earlier packet pointers.
+#[inline(always)]
+pub fn eth(ctx: &TcContext) -> Option<(*mut EthHdr, u16)> {
     linearize(ctx);
     let eth: *mut EthHdr = header(ctx, 0)?;
-    // SAFETY: `header` checked the bounds of every pointer dereferenced here.
+    // SAFETY: `header` checked the bounds.
     let proto = u16::from_be_bytes(unsafe { (*eth).proto });
-    match proto {
-        ETH_P_IP => {
-            let ip: *mut Ipv4Hdr = header(ctx, ETH_HLEN)?;
-            let (vihl, frag, tot_len) = unsafe {
-                (
-                    (*ip).version_ihl,
-                    u16::from_be_bytes((*ip).frag_off),
-                    u16::from_be_bytes((*ip).tot_len),
-                )
-            };
-            if vihl >> 4 != 4 || (vihl & 0x0f) < 5 || (tot_len as usize) < IPV4_HLEN {
-                return Err(Reason::PassMalformed);
-            }
-            if vihl & 0x0f != 5 {
-                return Err(Reason::PassIpOptions);
-            }
-            // MF set or non-zero offset.
-            if frag & 0x3fff != 0 {
-                return Err(Reason::PassFragment);
-            }
-            Ok(Packet {
-                eth,
-                ip: Ip::V4(ip),
-            })
-        }
-        ETH_P_IPV6 => {
-            let ip: *mut Ipv6Hdr = header(ctx, ETH_HLEN)?;
-            let (version, next) = unsafe { ((*ip).vtc_flow[0] >> 4, (*ip).nexthdr) };
-            if version != 6 {
-                return Err(Reason::PassMalformed);
-            }
-            match next {
-                IPPROTO_FRAGMENT => Err(Reason::PassFragment),
-                // Hop-by-hop must be processed by every router; routing and
-                // destination options may change where the packet goes.
-                IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => Err(Reason::PassExtHeader),
-                _ => Ok(Packet {
-                    eth,
-                    ip: Ip::V6(ip),
-                }),
-            }
-        }
-        _ => Err(Reason::PassNotIp),
-    }
+    Some((eth, proto))
 }
 
-/// Multicast or broadcast destination (the stack owns those).
+/// Whether the frame carries an 802.1Q / 802.1ad tag, in the data or —
+/// the receive path untags one level before TC ingress runs — in the skb.
 #[inline(always)]
-pub fn is_multicast(key: &EndpointKey) -> bool {
-    if key.family == shortpath_common::endpoint::AF_INET {
-        key.addr[0] & 0xf0 == 0xe0 || key.addr[..4] == [255, 255, 255, 255]
-    } else {
-        key.addr[0] == 0xff
-    }
+pub fn vlan_tagged(ctx: &TcContext, proto: u16) -> bool {
+    // SAFETY: reading a field of the program's own context.
+    let accelerated = unsafe { (*ctx.skb.skb).vlan_present } != 0;
+    accelerated || proto == ETH_P_8021Q || proto == ETH_P_8021AD
 }
 
-/// Unspecified or link-local address: ND, DAD, DHCP — stack business.
+/// Ethernet/IPv4 ARP (htype 1, ptype 0x0800, hlen 6, plen 4), complete.
 #[inline(always)]
-pub fn is_link_local_or_unspecified(key: &EndpointKey) -> bool {
-    if key.family == shortpath_common::endpoint::AF_INET {
-        key.addr[..4] == [0, 0, 0, 0] || (key.addr[0] == 169 && key.addr[1] == 254)
-    } else {
-        (key.addr[0] == 0xfe && key.addr[1] & 0xc0 == 0x80) || key.addr == [0u8; 16]
+pub fn arp(ctx: &TcContext) -> Option<&ArpHdr> {
+    let arp: *const ArpHdr = header(ctx, ETH_HLEN)?;
+    // SAFETY: `header` checked the bounds; the programs never write ARP, so
+    // the shared view stays valid for as long as the context.
+    let arp = unsafe { &*arp };
+    let ok = arp.htype == [0, 1] && arp.ptype == [0x08, 0x00] && arp.hlen == 6 && arp.plen == 4;
+    ok.then_some(arp)
+}
+
+/// A complete fixed IPv4 header with version 4 and IHL ≥ 5 whose total
+/// length covers the header and fits in the frame. Packets of more than
+/// 64 KiB built by BIG TCP carry `tot_len` 0 and are GSO: their length is
+/// the skb's.
+#[inline(always)]
+pub fn ipv4(ctx: &TcContext) -> Option<*mut Ipv4Hdr> {
+    let ip: *mut Ipv4Hdr = header(ctx, ETH_HLEN)?;
+    // SAFETY: `header` checked the bounds.
+    let (vihl, tot_len) = unsafe { ((*ip).version_ihl, u16::from_be_bytes((*ip).tot_len)) };
+    let ihl = (vihl & 0x0f) as usize * 4;
+    if vihl >> 4 != 4 || ihl < IPV4_HLEN {
+        return None;
     }
+    let tot_len = tot_len as usize;
+    if tot_len == 0 && is_gso(ctx) {
+        return Some(ip);
+    }
+    (tot_len >= ihl && tot_len <= l3_len(ctx)).then_some(ip)
+}
+
+/// A complete IPv6 header with version 6 whose payload fits in the frame
+/// (payload length 0: jumbogram / BIG TCP, the skb's length counts).
+#[inline(always)]
+pub fn ipv6(ctx: &TcContext) -> Option<*mut Ipv6Hdr> {
+    let ip: *mut Ipv6Hdr = header(ctx, ETH_HLEN)?;
+    // SAFETY: `header` checked the bounds.
+    let (version, payload) = unsafe {
+        (
+            (*ip).vtc_flow[0] >> 4,
+            u16::from_be_bytes((*ip).payload_len),
+        )
+    };
+    (version == 6 && IPV6_HLEN + payload as usize <= l3_len(ctx)).then_some(ip)
+}
+
+#[inline(always)]
+fn is_gso(ctx: &TcContext) -> bool {
+    // SAFETY: reading a field of the program's own context.
+    unsafe { (*ctx.skb.skb).gso_size != 0 }
+}
+
+/// What keeps a well-formed IPv4 packet off the fast path: options (the
+/// stack processes them) and fragments (MF set or non-zero offset).
+#[inline(always)]
+pub fn ipv4_fast_path(ip: &Ipv4Hdr) -> Result<(), Reason> {
+    if ip.version_ihl & 0x0f != 5 {
+        return Err(Reason::PassIpOptions);
+    }
+    if u16::from_be_bytes(ip.frag_off) & 0x3fff != 0 {
+        return Err(Reason::PassFragment);
+    }
+    Ok(())
+}
+
+/// Whether the 20-byte IPv4 header (no options) checksums to zero.
+#[inline(always)]
+pub fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
+    let w = |b: [u8; 2]| u16::from_be_bytes(b) as u32;
+    let mut sum = w([ip.version_ihl, ip.tos])
+        + w(ip.tot_len)
+        + w(ip.id)
+        + w(ip.frag_off)
+        + w([ip.ttl, ip.protocol])
+        + w(ip.check)
+        + w([ip.saddr[0], ip.saddr[1]])
+        + w([ip.saddr[2], ip.saddr[3]])
+        + w([ip.daddr[0], ip.daddr[1]])
+        + w([ip.daddr[2], ip.daddr[3]]);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum == 0xffff
 }

@@ -1,4 +1,5 @@
-//! Crafting Ethernet / IPv4 / IPv6 / UDP frames for BPF_PROG_TEST_RUN.
+//! Crafting Ethernet / ARP / IPv4 / IPv6 / UDP / ICMPv6 frames for
+//! BPF_PROG_TEST_RUN.
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -6,6 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use shortpath_common::csum::checksum;
 
 pub const ETH_HLEN: usize = 14;
+pub const BROADCAST: [u8; 6] = [0xff; 6];
 
 #[derive(Clone, Debug)]
 pub struct V4 {
@@ -64,8 +66,52 @@ pub struct V6 {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
     pub hop_limit: u8,
+    /// Next header of the fixed header when neither `ext` nor `icmp6` is
+    /// set (the payload is UDP-shaped whatever it says).
     pub next_header: u8,
     pub payload: usize,
+    /// Extension headers, in order, between the fixed header and L4.
+    pub ext: Vec<Ext>,
+    /// An ICMPv6 message (checksum filled in) instead of UDP.
+    pub icmp6: Option<Vec<u8>>,
+}
+
+/// An IPv6 extension header (8 bytes each).
+#[derive(Clone, Copy, Debug)]
+pub enum Ext {
+    HopByHop,
+    Routing,
+    DestOpts,
+    /// Fragment header: offset in 8-byte units, more-fragments flag.
+    Fragment {
+        offset: u16,
+        more: bool,
+    },
+}
+
+impl Ext {
+    pub fn number(self) -> u8 {
+        match self {
+            Ext::HopByHop => 0,
+            Ext::Routing => 43,
+            Ext::Fragment { .. } => 44,
+            Ext::DestOpts => 60,
+        }
+    }
+
+    fn bytes(self, next: u8) -> [u8; 8] {
+        match self {
+            // Hdr Ext Len 0 and a PadN option filling the 6 bytes.
+            Ext::HopByHop | Ext::DestOpts => [next, 0, 1, 4, 0, 0, 0, 0],
+            // Type 0 (deprecated) with segments left 0: ignored by receivers.
+            Ext::Routing => [next, 0, 0, 0, 0, 0, 0, 0],
+            Ext::Fragment { offset, more } => {
+                let o = (offset << 3) | u16::from(more);
+                let [a, b] = o.to_be_bytes();
+                [next, 0, a, b, 0x12, 0x34, 0x56, 0x78]
+            }
+        }
+    }
 }
 
 impl V6 {
@@ -78,24 +124,108 @@ impl V6 {
             hop_limit: 64,
             next_header: 17,
             payload: 32,
+            ext: Vec::new(),
+            icmp6: None,
         }
     }
 
+    /// A Neighbor Discovery message (hop limit 255, as ND requires) from
+    /// `src` to `dst`, sent to the matching group MAC for a multicast
+    /// destination.
+    pub fn nd(src: &str, dst: &str, msg: Vec<u8>) -> Self {
+        let mut v = V6::new(src, dst);
+        v.hop_limit = 255;
+        if v.dst.octets()[0] == 0xff {
+            let d = v.dst.octets();
+            v.dst_mac = [0x33, 0x33, d[12], d[13], d[14], d[15]];
+        }
+        v.icmp6 = Some(msg);
+        v
+    }
+
     pub fn build(&self) -> Vec<u8> {
-        let udp_len = 8 + self.payload;
+        let (upper_proto, upper) = match &self.icmp6 {
+            Some(msg) => {
+                let mut m = msg.clone();
+                m[2] = 0;
+                m[3] = 0;
+                let c = self.icmp6_checksum(&m);
+                m[2..4].copy_from_slice(&c.to_be_bytes());
+                (58, m)
+            }
+            None => (self.next_header, udp(8 + self.payload, self.payload)),
+        };
+        let mut chain = Vec::new();
+        for (i, e) in self.ext.iter().enumerate() {
+            let next = self.ext.get(i + 1).map_or(upper_proto, |n| n.number());
+            chain.extend_from_slice(&e.bytes(next));
+        }
+        let first = self.ext.first().map_or(upper_proto, |e| e.number());
         let mut f = eth(self.dst_mac, self.src_mac, 0x86dd);
         let mut ip = vec![0u8; 40];
         ip[0] = 0x60;
         ip[1] = 0x0a; // some flow label bits
-        ip[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        ip[6] = self.next_header;
+        ip[4..6].copy_from_slice(&((chain.len() + upper.len()) as u16).to_be_bytes());
+        ip[6] = first;
         ip[7] = self.hop_limit;
         ip[8..24].copy_from_slice(&self.src.octets());
         ip[24..40].copy_from_slice(&self.dst.octets());
         f.extend_from_slice(&ip);
-        f.extend_from_slice(&udp(udp_len, self.payload));
+        f.extend_from_slice(&chain);
+        f.extend_from_slice(&upper);
         f
     }
+
+    fn icmp6_checksum(&self, msg: &[u8]) -> u16 {
+        let mut pseudo = Vec::with_capacity(40 + msg.len());
+        pseudo.extend_from_slice(&self.src.octets());
+        pseudo.extend_from_slice(&self.dst.octets());
+        pseudo.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 58]);
+        pseudo.extend_from_slice(msg);
+        checksum(&pseudo)
+    }
+}
+
+/// ICMPv6 Neighbor Solicitation for `target` (RFC 4861 4.3).
+pub fn nd_ns(target: &str) -> Vec<u8> {
+    nd_with_target(135, 0, target)
+}
+
+/// ICMPv6 Neighbor Advertisement for `target`, solicited + override.
+pub fn nd_na(target: &str) -> Vec<u8> {
+    nd_with_target(136, 0x60, target)
+}
+
+/// ICMPv6 Router Solicitation.
+pub fn nd_rs() -> Vec<u8> {
+    vec![133, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// ICMPv6 Router Advertisement: hop limit 64, lifetime 1800 s.
+pub fn nd_ra() -> Vec<u8> {
+    let mut m = vec![134, 0, 0, 0, 64, 0, 0x07, 0x08];
+    m.extend_from_slice(&[0; 8]); // reachable time, retrans timer
+    m
+}
+
+/// ICMPv6 Redirect: "use `target` to reach `dst`".
+pub fn nd_redirect(target: &str, dst: &str) -> Vec<u8> {
+    let mut m = vec![137, 0, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&target.parse::<Ipv6Addr>().unwrap().octets());
+    m.extend_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+    m
+}
+
+/// ICMPv6 Echo Request.
+pub fn icmp6_echo() -> Vec<u8> {
+    vec![128, 0, 0, 0, 0x12, 0x34, 0, 1, 0xde, 0xad, 0xbe, 0xef]
+}
+
+fn nd_with_target(kind: u8, flags: u8, target: &str) -> Vec<u8> {
+    let mut m = vec![kind, 0, 0, 0, flags, 0, 0, 0];
+    m.extend_from_slice(&target.parse::<Ipv6Addr>().unwrap().octets());
+    m
 }
 
 fn eth(dst: [u8; 6], src: [u8; 6], proto: u16) -> Vec<u8> {
@@ -113,6 +243,74 @@ fn udp(len: usize, payload: usize) -> Vec<u8> {
     u[4..6].copy_from_slice(&(len as u16).to_be_bytes());
     u.extend((0..payload).map(|i| i as u8));
     u
+}
+
+/// `frame` with an 802.1Q (`tpid` 0x8100) or 802.1ad (0x88a8) tag inserted
+/// after the MACs.
+pub fn vlan(frame: &[u8], tpid: u16, vid: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&tpid.to_be_bytes());
+    f.extend_from_slice(&vid.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+/// An Ethernet/IPv4 ARP packet with chosen sender and target.
+#[derive(Clone, Debug)]
+pub struct Arp {
+    pub eth_dst: [u8; 6],
+    pub eth_src: [u8; 6],
+    /// Hardware type, protocol type, hardware and protocol address lengths.
+    pub htype: u16,
+    pub ptype: u16,
+    pub hlen: u8,
+    pub plen: u8,
+    /// 1 request, 2 reply.
+    pub oper: u16,
+    pub sender_mac: [u8; 6],
+    pub sender_ip: Ipv4Addr,
+    pub target_mac: [u8; 6],
+    pub target_ip: Ipv4Addr,
+}
+
+impl Arp {
+    /// A broadcast request from `mac`/`sender` for `target`.
+    pub fn request(mac: [u8; 6], sender: &str, target: &str) -> Self {
+        Self {
+            eth_dst: BROADCAST,
+            eth_src: mac,
+            htype: 1,
+            ptype: 0x0800,
+            hlen: 6,
+            plen: 4,
+            oper: 1,
+            sender_mac: mac,
+            sender_ip: sender.parse().unwrap(),
+            target_mac: [0; 6],
+            target_ip: target.parse().unwrap(),
+        }
+    }
+
+    pub fn build(&self) -> Vec<u8> {
+        let mut f = eth(self.eth_dst, self.eth_src, 0x0806);
+        f.extend_from_slice(&self.htype.to_be_bytes());
+        f.extend_from_slice(&self.ptype.to_be_bytes());
+        f.extend_from_slice(&[self.hlen, self.plen]);
+        f.extend_from_slice(&self.oper.to_be_bytes());
+        f.extend_from_slice(&self.sender_mac);
+        f.extend_from_slice(&self.sender_ip.octets());
+        f.extend_from_slice(&self.target_mac);
+        f.extend_from_slice(&self.target_ip.octets());
+        f
+    }
+}
+
+/// Rewrites the IPv4 header checksum of `frame` after a test edited it.
+pub fn fix_ipv4_checksum(frame: &mut [u8]) {
+    let ihl = usize::from(frame[ETH_HLEN] & 0x0f) * 4;
+    frame[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = checksum(&frame[ETH_HLEN..ETH_HLEN + ihl]);
+    frame[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
 }
 
 pub fn arp() -> Vec<u8> {

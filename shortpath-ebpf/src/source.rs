@@ -1,0 +1,82 @@
+//! What a pod may send: the source checks of `from_pod`, one function per
+//! protocol (docs/DATAPLANE.md, "What a pod may send").
+//!
+//! They run before anything can hand the packet to the stack, because the
+//! stack and the bridge forward what they get (rp_filter is off on the
+//! nodes) — a spoofed fragment or ARP reply passed "to the stack" would
+//! reach other pods unchecked. Each returns the endpoint the source belongs
+//! to, or the final reason: a drop, or the pass of a legitimate packet that
+//! never takes the fast path.
+
+use shortpath_common::{
+    counters::Reason,
+    endpoint::{Endpoint, EndpointKey},
+};
+
+use crate::{
+    addr, maps,
+    parse::{ArpHdr, EthHdr, Ipv4Hdr, Ipv6Hdr},
+};
+
+/// The rule every claimed address goes through: `key` is an address of the
+/// pod behind `ifindex` (else `drop_spoofed`), and the frame comes from
+/// that pod's MAC (else `drop_spoofed_mac`: another host on the pod's
+/// segment, or the pod forging its neighbours' caches).
+#[inline(always)]
+fn own(key: &EndpointKey, mac: &[u8; 6], ifindex: u32) -> Result<Endpoint, Reason> {
+    match maps::endpoint(key) {
+        Some(ep) if ep.ifindex == ifindex => {
+            if ep.pod_mac == *mac {
+                Ok(ep)
+            } else {
+                Err(Reason::DropSpoofedMac)
+            }
+        }
+        _ => Err(Reason::DropSpoofed),
+    }
+}
+
+/// ARP: always the stack's (`pass_arp`) once its sender is the pod. The
+/// sender MAC must equal the Ethernet source; the sender IP must be the
+/// pod's own, or 0.0.0.0 for an RFC 5227 probe (which claims nothing).
+/// The result is the final reason.
+#[inline(always)]
+pub fn arp(eth: &EthHdr, arp: &ArpHdr, ifindex: u32) -> Reason {
+    let (src, sha, spa) = (eth.src, arp.sha, arp.spa);
+    if spa != [0, 0, 0, 0] {
+        if let Err(reason) = own(&EndpointKey::v4(spa), &src, ifindex) {
+            return reason;
+        }
+    }
+    if sha != src {
+        return Reason::DropSpoofedMac;
+    }
+    Reason::PassArp
+}
+
+/// IPv4: the source must be the pod's own address from the pod's MAC. The
+/// one exception is a DHCP client without an address (0.0.0.0 →
+/// 255.255.255.255), which goes to the stack as `pass_link_local`.
+/// `saddr` sits at a fixed offset, so options and fragments cannot hide it.
+#[inline(always)]
+pub fn ipv4(eth: &EthHdr, ip: &Ipv4Hdr, ifindex: u32) -> Result<Endpoint, Reason> {
+    if ip.saddr == [0, 0, 0, 0] && ip.daddr == [255, 255, 255, 255] {
+        return Err(Reason::PassLinkLocal);
+    }
+    own(&EndpointKey::v4(ip.saddr), &eth.src, ifindex)
+}
+
+/// IPv6: the pod's own address from the pod's MAC (`Some(endpoint)`), or a
+/// link-local / unspecified source (`None`) — only towards a link-local
+/// unicast or multicast destination, which no router forwards and which
+/// therefore stays on the pod's segment.
+#[inline(always)]
+pub fn ipv6(eth: &EthHdr, ip: &Ipv6Hdr, ifindex: u32) -> Result<Option<Endpoint>, Reason> {
+    if addr::is_v6_link_local(&ip.saddr) || ip.saddr == [0u8; 16] {
+        if addr::is_v6_link_local(&ip.daddr) || addr::is_v6_multicast(&ip.daddr) {
+            return Ok(None);
+        }
+        return Err(Reason::DropSpoofed);
+    }
+    own(&EndpointKey::v6(ip.saddr), &eth.src, ifindex).map(Some)
+}
