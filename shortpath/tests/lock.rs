@@ -32,6 +32,10 @@ fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
         let (first, second) = if i % 2 == 0 { ("peer", "bridge") } else { ("bridge", "peer") };
         let attach = if i % 3 == 0 { "tc" } else { "tcx" };
         let a = spawn(&["mode", "--name", &lab.name, first, "--attach", attach], &[]);
+        // Staggered starts: the second often arrives while the first is
+        // half-way (without the lock, it then records its mode last while
+        // the kernel keeps the first one's programs).
+        std::thread::sleep(Duration::from_millis((i * 37) % 150));
         let b = spawn(&["mode", "--name", &lab.name, second, "--attach", attach], &[]);
         for c in [a, b] {
             let o = c.wait_with_output().unwrap();
