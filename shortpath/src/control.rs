@@ -230,8 +230,10 @@ pub async fn status(inv: &Inventory) -> Result<DataplaneStatus, ControlError> {
 
 /// The lab-wide mode from every port's attachment.
 fn kernel_mode(programs: &[ProgramStatus]) -> (KernelMode, Option<AttachKind>) {
-    let kinds: std::collections::BTreeSet<_> =
-        programs.iter().filter_map(|p| p.attach.map(|k| k.as_str())).collect();
+    let kinds: std::collections::BTreeSet<_> = programs
+        .iter()
+        .filter_map(|p| p.attach.map(|k| k.as_str()))
+        .collect();
     let attach = match kinds.len() {
         1 => programs.iter().find_map(|p| p.attach),
         _ => None,
@@ -358,7 +360,10 @@ mod tests {
 
     #[test]
     fn the_kernel_mode_is_uniform_or_mixed() {
-        assert_eq!(kernel_mode(&vec![port(None, None, 0); 3]), (KernelMode::Bridge, None));
+        assert_eq!(
+            kernel_mode(&vec![port(None, None, 0); 3]),
+            (KernelMode::Bridge, None)
+        );
         assert_eq!(
             kernel_mode(&[port(TCX, PEER, 0), port(TCX, PEER, 0)]),
             (KernelMode::Peer, TCX)
@@ -397,7 +402,10 @@ mod tests {
         let (m, a) = kernel_mode(&all);
         assert_eq!(drift(m, a, &peer, &all), None);
         let d = drift(m, a, &bridge, &all).unwrap();
-        assert!(d.contains("records bridge, the kernel runs peer (tcx)"), "{d}");
+        assert!(
+            d.contains("records bridge, the kernel runs peer (tcx)"),
+            "{d}"
+        );
         let tc = DataplaneState {
             attach: Some(AttachKind::Tc),
             ..peer

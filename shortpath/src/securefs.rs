@@ -105,8 +105,9 @@ fn open_component(
         Ok(fd) => Ok(Some(fd)),
         Err(nix::errno::Errno::ENOENT) if !create => Ok(None),
         Err(nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR) => {
-            let symlink = nix::sys::stat::fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+            let symlink =
+                nix::sys::stat::fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
             Err(SecureDirError::Unsafe {
                 what,
                 path: path.to_owned(),
@@ -149,7 +150,11 @@ fn walk(
 /// Creates (if needed) and checks `base/parts…`. `base` itself is a system
 /// directory (it must be a directory, not a symlink); every part below it
 /// must pass the ownership checks.
-pub fn ensure(what: &'static str, base: &Path, parts: &[&str]) -> Result<SecureDir, SecureDirError> {
+pub fn ensure(
+    what: &'static str,
+    base: &Path,
+    parts: &[&str],
+) -> Result<SecureDir, SecureDirError> {
     walk(what, base, parts, true).map(|d| d.expect("created"))
 }
 
@@ -240,7 +245,9 @@ mod tests {
         let mode = std::fs::metadata(&d.path).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o700);
         assert!(existing("test", t.path(), &["a", "b"]).unwrap().is_some());
-        assert!(existing("test", t.path(), &["a", "nope"]).unwrap().is_none());
+        assert!(existing("test", t.path(), &["a", "nope"])
+            .unwrap()
+            .is_none());
     }
 
     #[test]

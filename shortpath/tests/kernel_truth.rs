@@ -62,7 +62,10 @@ fn kernel_attached(nss: &[String]) -> Vec<(String, String)> {
 fn assert_clean_bridge(lab: &TestLab) {
     let nss = node_namespaces(lab);
     let left = kernel::attached_in(&nss);
-    assert!(left.is_empty(), "still attached after `mode bridge`: {left:?}");
+    assert!(
+        left.is_empty(),
+        "still attached after `mode bridge`: {left:?}"
+    );
     let v = status(&lab.name);
     assert_eq!(v["mode"], "bridge", "{v}");
     assert_eq!(v["drift"], Value::Null, "{v}");
@@ -88,7 +91,9 @@ fn status_reports_the_kernel_not_the_state_file() {
     // Someone removes one filter behind shortpath's back: status says so.
     let node_a = &nss[0];
     let o = Command::new("tc")
-        .args(["-n", node_a, "filter", "del", "dev", "eth1", "ingress", "pref", "1"])
+        .args([
+            "-n", node_a, "filter", "del", "dev", "eth1", "ingress", "pref", "1",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -170,7 +175,9 @@ fn delays() -> Vec<u64> {
         .unwrap()
         .subsec_nanos() as u64;
     for i in (1..v.len()).rev() {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         v.swap(i, (seed >> 33) as usize % (i + 1));
     }
     v
@@ -208,7 +215,11 @@ fn sigkill_at_any_point_of_a_switch_is_repaired_by_mode_bridge() {
             assert_ne!(v["mode"], "bridge", "killed after {delay} ms: {v}");
         }
         let o = shortpath(&["mode", "--name", &lab.name, "bridge"]);
-        assert!(o.status.success(), "after a kill at {delay} ms: {}", stderr(&o));
+        assert!(
+            o.status.success(),
+            "after a kill at {delay} ms: {}",
+            stderr(&o)
+        );
         assert_clean_bridge(&lab);
     }
     eprintln!("{half} kills left a half-switched node");
@@ -247,10 +258,18 @@ fn sigint_during_lab_up_removes_the_lab_it_was_building() {
         &["lab", "up", "--name", &name, "--mode", "peer"],
         &[("SHORTPATH_FAULT", "stall:pods:5000")],
     );
-    signal_after(&child, nix::sys::signal::SIGINT, Duration::from_millis(1500));
+    signal_after(
+        &child,
+        nix::sys::signal::SIGINT,
+        Duration::from_millis(1500),
+    );
     let err = assert_interrupted(child, 130);
     assert!(err.contains(&format!("removed lab {name}")), "{err}");
-    assert!(namespaces_of(&name).is_empty(), "{:?}", namespaces_of(&name));
+    assert!(
+        namespaces_of(&name).is_empty(),
+        "{:?}",
+        namespaces_of(&name)
+    );
     assert!(!std::path::Path::new("/run/shortpath").join(&name).exists());
     assert!(!shortpath::dataplane::pin_root().join(&name).exists());
 }
@@ -262,7 +281,11 @@ fn sigterm_during_a_switch_puts_the_mode_back() {
         &["mode", "--name", &lab.name, "peer", "--attach", "tcx"],
         &[("SHORTPATH_FAULT", "stall:mode-between-nodes:5000")],
     );
-    signal_after(&child, nix::sys::signal::SIGTERM, Duration::from_millis(1500));
+    signal_after(
+        &child,
+        nix::sys::signal::SIGTERM,
+        Duration::from_millis(1500),
+    );
     let err = assert_interrupted(child, 143);
     assert!(err.contains("back in redirect mode"), "{err}");
     let v = status(&lab.name);
@@ -271,7 +294,10 @@ fn sigterm_during_a_switch_puts_the_mode_back() {
     assert_eq!(v["drift"], Value::Null, "{v}");
     let seen = kernel::attached_in(&node_namespaces(&lab));
     assert_eq!(seen.len(), 4, "{seen:?}");
-    assert!(seen.iter().all(|(_, (_, kind, _, _))| *kind == "tc"), "{seen:?}");
+    assert!(
+        seen.iter().all(|(_, (_, kind, _, _))| *kind == "tc"),
+        "{seen:?}"
+    );
 }
 
 #[test]
@@ -279,12 +305,30 @@ fn signals_during_bench_and_trace_put_the_lab_back() {
     let lab = TestLab::up_with("kb", None, &["--mode", "redirect"]);
     for (args, sig, code) in [
         (
-            vec!["bench", "--name", &lab.name, "--duration", "2", "--rounds", "3", "--tests", "udp_rr"],
+            vec![
+                "bench",
+                "--name",
+                &lab.name,
+                "--duration",
+                "2",
+                "--rounds",
+                "3",
+                "--tests",
+                "udp_rr",
+            ],
             nix::sys::signal::SIGINT,
             130,
         ),
         (
-            vec!["trace", "--name", &lab.name, "--packets", "20000", "--rate", "2000"],
+            vec![
+                "trace",
+                "--name",
+                &lab.name,
+                "--packets",
+                "20000",
+                "--rate",
+                "2000",
+            ],
             nix::sys::signal::SIGTERM,
             143,
         ),
@@ -324,7 +368,11 @@ fn signals_during_commands_that_built_their_lab_remove_it() {
             "{cmd} took {:?} to stop",
             started.elapsed()
         );
-        assert!(namespaces_of(&name).is_empty(), "{cmd}: {:?}", namespaces_of(&name));
+        assert!(
+            namespaces_of(&name).is_empty(),
+            "{cmd}: {:?}",
+            namespaces_of(&name)
+        );
         assert!(!std::path::Path::new("/run/shortpath").join(&name).exists());
         assert!(!shortpath::dataplane::pin_root().join(&name).exists());
     }

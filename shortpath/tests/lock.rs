@@ -29,14 +29,24 @@ fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
     let nss: Vec<String> = lab.plan().nodes.iter().map(|n| n.netns.clone()).collect();
     let ports = 4;
     for i in 0..50 {
-        let (first, second) = if i % 2 == 0 { ("peer", "bridge") } else { ("bridge", "peer") };
+        let (first, second) = if i % 2 == 0 {
+            ("peer", "bridge")
+        } else {
+            ("bridge", "peer")
+        };
         let attach = if i % 3 == 0 { "tc" } else { "tcx" };
-        let a = spawn(&["mode", "--name", &lab.name, first, "--attach", attach], &[]);
+        let a = spawn(
+            &["mode", "--name", &lab.name, first, "--attach", attach],
+            &[],
+        );
         // Staggered starts: the second often arrives while the first is
         // half-way (without the lock, it then records its mode last while
         // the kernel keeps the first one's programs).
         std::thread::sleep(Duration::from_millis((i * 37) % 150));
-        let b = spawn(&["mode", "--name", &lab.name, second, "--attach", attach], &[]);
+        let b = spawn(
+            &["mode", "--name", &lab.name, second, "--attach", attach],
+            &[],
+        );
         for c in [a, b] {
             let o = c.wait_with_output().unwrap();
             assert!(o.status.success(), "round {i}: {}", stderr(&o));
@@ -44,7 +54,10 @@ fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
         let o = ok(shortpath(&["lab", "status", "--json", "--name", &lab.name]));
         let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
         assert_eq!(v["drift"], Value::Null, "round {i}: {v}");
-        let recorded = v["dataplane"]["recorded"]["mode"].as_str().unwrap().to_owned();
+        let recorded = v["dataplane"]["recorded"]["mode"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(v["mode"], recorded.as_str(), "round {i}");
         let seen = kernel::attached_in(&nss);
         match recorded.as_str() {
@@ -86,7 +99,10 @@ fn a_second_writer_waits_or_fails_at_once_and_force_never_tears_down_a_build() {
             err.contains(&format!("lab {name} is busy: pid {}", builder.id())),
             "{args:?}: {err}"
         );
-        assert!(err.contains("lab up --name"), "{args:?} names the command: {err}");
+        assert!(
+            err.contains("lab up --name"),
+            "{args:?} names the command: {err}"
+        );
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     }
     // Nothing of the build was torn down.
@@ -95,11 +111,18 @@ fn a_second_writer_waits_or_fails_at_once_and_force_never_tears_down_a_build() {
     // Without --no-wait, --force waits for the build, says so, then rebuilds.
     let forcer = spawn(&["lab", "up", "--force", "--name", &name], &[]);
     let built = builder.wait_with_output().unwrap();
-    assert!(built.status.success(), "the first build: {}", stderr(&built));
+    assert!(
+        built.status.success(),
+        "the first build: {}",
+        stderr(&built)
+    );
     let forced = forcer.wait_with_output().unwrap();
     let err = stderr(&forced);
     assert!(forced.status.success(), "{err}");
-    assert!(err.contains(&format!("waiting for lab {name}: pid")), "{err}");
+    assert!(
+        err.contains(&format!("waiting for lab {name}: pid")),
+        "{err}"
+    );
     ok(shortpath(&["lab", "check", "--name", &name]));
     ok(shortpath(&["lab", "down", "--name", &name]));
     assert!(namespaces_of(&name).is_empty());

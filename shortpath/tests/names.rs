@@ -53,7 +53,15 @@ fn commands(name: &str, out: &Path) -> Vec<Vec<String>> {
         c(&["mode", "--name", name]),
         c(&["mode", "--name", name, "peer"]),
         c(&["mode", "--name", name, "bridge"]),
-        c(&["bench", "--name", name, "--duration", "0.1", "--rounds", "1"]),
+        c(&[
+            "bench",
+            "--name",
+            name,
+            "--duration",
+            "0.1",
+            "--rounds",
+            "1",
+        ]),
         c(&["trace", "--name", name, "--packets", "1"]),
         c(&["report", "--name", name, "--out", &out]),
     ]
@@ -92,7 +100,11 @@ fn every_command_refuses_bad_lab_names_with_one_line_and_touches_nothing() {
             let err = stderr(&o);
             let what = format!("`shortpath {}`", args.join(" "));
             assert!(!o.status.success(), "{what} succeeded");
-            assert_eq!(err.trim_end().lines().count(), 1, "{what}: not one line:\n{err}");
+            assert_eq!(
+                err.trim_end().lines().count(),
+                1,
+                "{what}: not one line:\n{err}"
+            );
             assert!(
                 err.starts_with(&format!("error: invalid lab name {name:?}: use 1 to 24")),
                 "{what}: {err}"

@@ -14,7 +14,12 @@ use common::*;
 
 fn as_nobody(args: &[&str]) -> std::process::Output {
     Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(BIN)
         .args(args)
         .output()
@@ -43,10 +48,17 @@ fn every_command_checks_privileges_first_with_one_message() {
         let err = stderr(&o);
         assert!(!o.status.success(), "{args:?} succeeded without privileges");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("error: shortpath needs root"), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: shortpath needs root"),
+            "{args:?}: {err}"
+        );
         messages.insert(err);
     }
-    assert_eq!(messages.len(), 1, "the same message everywhere: {messages:?}");
+    assert_eq!(
+        messages.len(),
+        1,
+        "the same message everywhere: {messages:?}"
+    );
     // Printing the default config needs nothing.
     let o = as_nobody(&["lab", "config"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -100,7 +112,10 @@ fn pin_directories_others_can_write_or_do_not_own_are_refused() {
     let err = stderr(&o);
     assert!(!o.status.success());
     assert!(
-        err.contains(&format!("refusing pin directory {}: mode 777 lets others write", dir.display())),
+        err.contains(&format!(
+            "refusing pin directory {}: mode 777 lets others write",
+            dir.display()
+        )),
         "{err}"
     );
 
@@ -131,7 +146,10 @@ fn symlinks_inside_pin_paths_are_never_followed() {
     let err = stderr(&o);
     assert!(!o.status.success());
     assert!(
-        err.contains(&format!("refusing pin directory {}: it is a symlink", links.display())),
+        err.contains(&format!(
+            "refusing pin directory {}: it is a symlink",
+            links.display()
+        )),
         "{err}"
     );
     // Nothing was pinned through it, and removing the lab removes the
@@ -142,7 +160,10 @@ fn symlinks_inside_pin_paths_are_never_followed() {
         "something was written through the symlink"
     );
     ok(shortpath(&["lab", "down", "--name", &lab.name]));
-    assert!(sentinel.join("keep").is_dir(), "lab down followed the symlink");
+    assert!(
+        sentinel.join("keep").is_dir(),
+        "lab down followed the symlink"
+    );
     assert!(!pin_dir(&lab.name).exists());
     std::fs::remove_dir(sentinel.join("keep")).unwrap();
     std::fs::remove_dir(&sentinel).unwrap();

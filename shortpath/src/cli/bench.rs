@@ -104,9 +104,13 @@ fn own_lab(path: PathKind) -> anyhow::Result<Config> {
 pub async fn run_bench(ctx: &Ctx, name: &LabName, args: &BenchArgs) -> anyhow::Result<BenchResult> {
     let cfg = args.config(name)?;
     let lab = own_lab(args.path)?;
-    session::with_lab(ctx, name, LabUse::BuildIfMissing(lab), "lab is not up", async |lock| {
-        measure(&cfg, lock).await
-    })
+    session::with_lab(
+        ctx,
+        name,
+        LabUse::BuildIfMissing(lab),
+        "lab is not up",
+        async |lock| measure(&cfg, lock).await,
+    )
     .await
 }
 

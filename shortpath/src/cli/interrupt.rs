@@ -70,7 +70,10 @@ impl Interrupt {
                     );
                     std::process::exit(sig.exit_code());
                 }
-                eprintln!("{}: stopping and putting things back (again to stop at once)", sig.name());
+                eprintln!(
+                    "{}: stopping and putting things back (again to stop at once)",
+                    sig.name()
+                );
                 let _ = tx.send(Some(sig));
             }
         });

@@ -86,7 +86,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     let ctx = || -> anyhow::Result<session::Ctx> {
         Ok(session::Ctx {
-            wait: if cli.no_wait { Wait::NoWait } else { Wait::Block },
+            wait: if cli.no_wait {
+                Wait::NoWait
+            } else {
+                Wait::Block
+            },
             interrupt: interrupt::Interrupt::install()?,
         })
     };

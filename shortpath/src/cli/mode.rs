@@ -34,7 +34,11 @@ pub async fn run(args: ModeArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32
         if let Some(d) = &dp.drift {
             println!("drift: {d}");
         }
-        if dp.programs.iter().any(|p| p.attached || !p.counters.is_empty()) {
+        if dp
+            .programs
+            .iter()
+            .any(|p| p.attached || !p.counters.is_empty())
+        {
             print!("{}", counters_table(&dp.programs));
         }
         return Ok(0);

@@ -96,6 +96,9 @@ async fn measure(
         follow: None,
         sample: 1,
     };
-    let t = trace::run(&cfg, Access::Switch(lock), &|what: &str| eprintln!("{what}")).await?;
+    let t = trace::run(&cfg, Access::Switch(lock), &|what: &str| {
+        eprintln!("{what}")
+    })
+    .await?;
     Ok((r, Some(t)))
 }

@@ -137,7 +137,9 @@ enum Keep {
 impl Keep {
     fn matches(&self, a: &kernel::Attachment) -> bool {
         match self {
-            Keep::TcxLink(id) => a.kind == AttachKind::Tcx && id.is_some_and(|id| a.link_ids() == [id]),
+            Keep::TcxLink(id) => {
+                a.kind == AttachKind::Tcx && id.is_some_and(|id| a.link_ids() == [id])
+            }
             Keep::TcFilter => {
                 a.kind == AttachKind::Tc
                     && a.hook == TcHook::Ingress
@@ -271,9 +273,10 @@ pub struct ProgramStatus {
 /// counters. Call inside the node namespace.
 pub fn status(spec: &NodeSpec) -> Result<Vec<ProgramStatus>, DataplaneError> {
     let pins = NodePins::existing(&spec.lab, &spec.node)?;
-    let counts = match pins.as_ref().map(|p| {
-        aya::maps::MapData::from_pin(p.maps().join(super::object::MAP_COUNTERS))
-    }) {
+    let counts = match pins
+        .as_ref()
+        .map(|p| aya::maps::MapData::from_pin(p.maps().join(super::object::MAP_COUNTERS)))
+    {
         Some(Ok(md)) => {
             let map = aya::maps::Map::PerCpuHashMap(md);
             let map = aya::maps::PerCpuHashMap::try_from(&map)

@@ -181,8 +181,7 @@ pub fn detach(netns: &str, port: &Port, a: &Attachment) -> Result<(), DataplaneE
     match &a.handle {
         Handle::Tcx(ids) => {
             for id in ids {
-                sys::detach_link_id(*id)
-                    .map_err(wrap(format!("TCX link {id} ({})", a.program)))?;
+                sys::detach_link_id(*id).map_err(wrap(format!("TCX link {id} ({})", a.program)))?;
             }
             Ok(())
         }

@@ -44,8 +44,12 @@ impl NodePins {
         ensure_bpffs()?;
         let mut dir = None;
         for sub in SUBDIRS {
-            let d = securefs::ensure("pin", Path::new(BPFFS), &[TOP, lab.as_str(), node.as_str(), sub])
-                .map_err(pin_err)?;
+            let d = securefs::ensure(
+                "pin",
+                Path::new(BPFFS),
+                &[TOP, lab.as_str(), node.as_str(), sub],
+            )
+            .map_err(pin_err)?;
             dir = d.path.parent().map(Path::to_path_buf);
         }
         Ok(Self {
@@ -58,8 +62,9 @@ impl NodePins {
         if !is_bpffs(Path::new(BPFFS)) {
             return Ok(None);
         }
-        let Some(d) = securefs::existing("pin", Path::new(BPFFS), &[TOP, lab.as_str(), node.as_str()])
-            .map_err(pin_err)?
+        let Some(d) =
+            securefs::existing("pin", Path::new(BPFFS), &[TOP, lab.as_str(), node.as_str()])
+                .map_err(pin_err)?
         else {
             return Ok(None);
         };
@@ -103,7 +108,9 @@ pub fn ensure_bpffs() -> Result<(), DataplaneError> {
         Some("bpf"),
         path,
         Some("bpf"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC,
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
         Some("mode=0700"),
     )
     .map_err(|e| DataplaneError::Bpffs {

@@ -286,8 +286,16 @@ impl Validator<'_> {
             Ok(())
         };
         for (net, field, span) in [
-            (wire.ipv4.map(IpNet::from), "wire.ipv4", raw.wire.ipv4.as_ref()),
-            (wire.ipv6.map(IpNet::from), "wire.ipv6", raw.wire.ipv6.as_ref()),
+            (
+                wire.ipv4.map(IpNet::from),
+                "wire.ipv4",
+                raw.wire.ipv4.as_ref(),
+            ),
+            (
+                wire.ipv6.map(IpNet::from),
+                "wire.ipv6",
+                raw.wire.ipv6.as_ref(),
+            ),
         ] {
             if let Some(net) = net {
                 let what = match span {
@@ -452,7 +460,9 @@ impl Validator<'_> {
                 if *c == 1 {
                     Ok(vec![generated(format!("pod-{suffix}"))?])
                 } else {
-                    (1..=*c).map(|i| generated(format!("pod-{suffix}{i}"))).collect()
+                    (1..=*c)
+                        .map(|i| generated(format!("pod-{suffix}{i}")))
+                        .collect()
                 }
             }
             toml::Value::Integer(_) => Err(self.src.at(p, "pod count must be between 1 and 250")),

@@ -281,7 +281,10 @@ pub fn exec(name: &LabName, target: &str, cmd: &[String]) -> LabError {
     let Some((prog, args)) = cmd.split_first() else {
         return LabError::Exec {
             cmd: String::new(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command given after --"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no command given after --",
+            ),
         };
     };
     let (prog, args, line) = (prog.clone(), args.to_vec(), cmd.join(" "));

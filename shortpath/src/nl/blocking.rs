@@ -4,14 +4,14 @@
 
 use std::io;
 
-use rtnetlink::packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
 use netlink_packet_route::{
     tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption},
     RouteNetlinkMessage,
 };
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use rtnetlink::packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
 
 /// Which TC hook of a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,10 @@ fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkM
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             let len = msg.header.length as usize;
             if len == 0 {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "zero-length netlink message"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "zero-length netlink message",
+                ));
             }
             offset += len;
             match msg.payload {
@@ -98,7 +101,12 @@ pub fn bpf_filters(ifindex: u32, hook: TcHook) -> io::Result<Vec<BpfFilter>> {
     ) {
         Ok(r) => r,
         // No qdisc to hold filters, or the device is gone: nothing attached.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENODEV | libc::ENOENT)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::ENODEV | libc::ENOENT)
+            ) =>
+        {
             return Ok(Vec::new())
         }
         Err(e) => return Err(e),

@@ -52,11 +52,7 @@ pub struct Holder {
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = now().saturating_sub(self.since);
-        write!(
-            f,
-            "pid {} (`{}`, for {secs} s)",
-            self.pid, self.command
-        )
+        write!(f, "pid {} (`{}`, for {secs} s)", self.pid, self.command)
     }
 }
 
@@ -175,8 +171,11 @@ impl LabLock {
         };
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
-        self.file
-            .write_all(serde_json::to_string(&h).map_err(std::io::Error::other)?.as_bytes())
+        self.file.write_all(
+            serde_json::to_string(&h)
+                .map_err(std::io::Error::other)?
+                .as_bytes(),
+        )
     }
 
     pub fn lab(&self) -> &LabName {
@@ -191,8 +190,8 @@ impl LabLock {
 impl Drop for LabLock {
     fn drop(&mut self) {
         use nix::unistd::{unlinkat, UnlinkatFlags};
-        let lab_left = super::read_state(&self.lab, crate::lab::STATE_FILE)
-            .map_or(true, |s| s.is_some());
+        let lab_left =
+            super::read_state(&self.lab, crate::lab::STATE_FILE).map_or(true, |s| s.is_some());
         if lab_left {
             return;
         }

@@ -62,7 +62,12 @@ pub fn read_state(lab: &LabName, name: &str) -> io::Result<Option<String>> {
     ) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) => return Ok(None),
-        Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", dir.path.join(name).display()))),
+        Err(e) => {
+            return Err(io::Error::new(
+                io::Error::from(e).kind(),
+                format!("{}: {e}", dir.path.join(name).display()),
+            ))
+        }
     };
     let mut s = String::new();
     std::fs::File::from(fd).read_to_string(&mut s)?;
@@ -96,7 +101,11 @@ pub fn write_json<T: serde::Serialize>(lock: &LabLock, name: &str, value: &T) ->
 
 /// Removes state file `name`; missing is fine.
 pub fn remove_state(lock: &LabLock, name: &str) -> io::Result<()> {
-    match nix::unistd::unlinkat(lock.dir().fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+    match nix::unistd::unlinkat(
+        lock.dir().fd(),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    ) {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
         Err(e) => Err(e.into()),
     }

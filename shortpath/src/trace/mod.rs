@@ -20,7 +20,7 @@ use aya::{maps::MapError, EbpfError};
 use crate::{control::ControlError, netns::NetnsError};
 
 pub use path::Direction;
-pub use run::{Access, run, ModeRun, TraceConfig, TraceParams, TraceResult};
+pub use run::{run, Access, ModeRun, TraceConfig, TraceParams, TraceResult};
 pub use summary::DirectionSummary;
 
 #[derive(Debug, thiserror::Error)]

@@ -20,8 +20,7 @@ use super::{
     TraceError,
 };
 use crate::{
-    bench::Machine, control, dataplane::Mode, lab, names::LabName, netns::Netns,
-    runtime::LabLock,
+    bench::Machine, control, dataplane::Mode, lab, names::LabName, netns::Netns, runtime::LabLock,
 };
 
 /// How long a packet may wait for ARP before the kernel drops it.

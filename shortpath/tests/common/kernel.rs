@@ -46,7 +46,10 @@ fn names_in(v: &serde_json::Value, out: &mut Vec<String>) {
 pub fn attached(ns: &str) -> Vec<Attached> {
     let mut found = Vec::new();
     for dev in devices(ns) {
-        for (dir, kind) in [("ingress", TcAttachType::Ingress), ("egress", TcAttachType::Egress)] {
+        for (dir, kind) in [
+            ("ingress", TcAttachType::Ingress),
+            ("egress", TcAttachType::Egress),
+        ] {
             let out = Command::new("tc")
                 .args(["-n", ns, "-j", "filter", "show", "dev", &dev, dir])
                 .output()

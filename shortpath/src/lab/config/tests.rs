@@ -93,13 +93,15 @@ fn default_subnets_take_part_in_the_overlap_check() {
     let e = err("[[node]]\nname = \"a\"\npod_ipv4 = \"172.17.0.0/16\"\n[[node]]\nname = \"b\"\n");
     assert_eq!((e.line, e.field.as_str()), (5, "node[1].name"));
     assert!(
-        e.message.contains("172.17.2.0/24 (b's default pod_ipv4) overlaps a's pod_ipv4"),
+        e.message
+            .contains("172.17.2.0/24 (b's default pod_ipv4) overlaps a's pod_ipv4"),
         "{e}"
     );
     // A pod subnet inside the default wire.
     let e = err("[[node]]\nname = \"a\"\npod_ipv4 = \"192.168.1.0/25\"\n[[node]]\nname = \"b\"\n");
     assert!(e.message.contains("overlaps default wire.ipv4"), "{e}");
-    let e = err("[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\npod_ipv6 = \"fd00:172:17:1::/64\"\n");
+    let e =
+        err("[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\npod_ipv6 = \"fd00:172:17:1::/64\"\n");
     assert!(e.message.contains("overlaps a's default pod_ipv6"), "{e}");
 }
 
@@ -109,16 +111,24 @@ fn namespace_collisions_name_both_parties() {
     let e = err("[[node]]\nname = \"a\"\npods = [\"b\"]\n[[node]]\nname = \"a-b\"\n");
     assert_eq!(e.field, "node[1].name");
     assert!(
-        e.message
-            .contains("node \"a-b\" and pod \"b\" of node \"a\" would share the namespace <lab>-a-b"),
+        e.message.contains(
+            "node \"a-b\" and pod \"b\" of node \"a\" would share the namespace <lab>-a-b"
+        ),
         "{e}"
     );
     // The other order is caught too.
     let e = err("[[node]]\nname = \"a-b\"\n[[node]]\nname = \"a\"\npods = [\"b\"]\n");
-    assert!(e.message.contains("pod \"b\" of node \"a\" and node \"a-b\""), "{e}");
+    assert!(
+        e.message
+            .contains("pod \"b\" of node \"a\" and node \"a-b\""),
+        "{e}"
+    );
     // A node named like the lab's own switch namespace.
     let e = err("[[node]]\nname = \"switch\"\n[[node]]\nname = \"b\"\n");
-    assert!(e.message.contains("node \"switch\" and the lab's switch"), "{e}");
+    assert!(
+        e.message.contains("node \"switch\" and the lab's switch"),
+        "{e}"
+    );
     // Names from the file are checked as names.
     let e = err("[[node]]\nname = \"a\"\npods = [\"../x\"]\n[[node]]\nname = \"b\"\n");
     assert!(e.message.contains("invalid pod name \"../x\""), "{e}");
