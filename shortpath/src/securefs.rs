@@ -10,7 +10,7 @@ use std::{
     fs::File,
     io,
     os::{
-        fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+        fd::{AsFd, FromRawFd, OwnedFd},
         unix::ffi::OsStrExt as _,
     },
     path::{Path, PathBuf},
@@ -216,11 +216,6 @@ pub fn same_file(file: &File, path: &Path) -> bool {
         return false;
     };
     nix::sys::stat::lstat(c.as_c_str()).is_ok_and(|b| a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-}
-
-/// The raw fd of a checked directory, for `*at` calls by other modules.
-pub fn raw(dir: &SecureDir) -> i32 {
-    dir.fd.as_raw_fd()
 }
 
 #[cfg(test)]

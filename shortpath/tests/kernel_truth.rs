@@ -231,16 +231,6 @@ fn signal_after(child: &Child, sig: nix::sys::signal::Signal, after: Duration) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
 }
 
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[track_caller]
 fn assert_interrupted(child: Child, code: i32) -> String {
     let o = child.wait_with_output().unwrap();
@@ -254,7 +244,7 @@ fn assert_interrupted(child: Child, code: i32) -> String {
 fn sigint_during_lab_up_removes_the_lab_it_was_building() {
     require_root();
     let name = unique_name("ku");
-    let child = spawn(
+    let child = spawn_shortpath(
         &["lab", "up", "--name", &name, "--mode", "peer"],
         &[("SHORTPATH_FAULT", "stall:pods:5000")],
     );
@@ -277,7 +267,7 @@ fn sigint_during_lab_up_removes_the_lab_it_was_building() {
 #[test]
 fn sigterm_during_a_switch_puts_the_mode_back() {
     let lab = TestLab::up_with("kr", None, &["--mode", "redirect", "--attach", "tc"]);
-    let child = spawn(
+    let child = spawn_shortpath(
         &["mode", "--name", &lab.name, "peer", "--attach", "tcx"],
         &[("SHORTPATH_FAULT", "stall:mode-between-nodes:5000")],
     );
@@ -333,7 +323,7 @@ fn signals_during_bench_and_trace_put_the_lab_back() {
             143,
         ),
     ] {
-        let child = spawn(&args, &[]);
+        let child = spawn_shortpath(&args, &[]);
         signal_after(&child, sig, Duration::from_millis(3000));
         let err = assert_interrupted(child, code);
         assert!(err.contains("back in redirect mode"), "{args:?}: {err}");
@@ -359,7 +349,7 @@ fn signals_during_commands_that_built_their_lab_remove_it() {
             args.extend(["--out", &out_dir]);
         }
         let started = Instant::now();
-        let child = spawn(&args, &[]);
+        let child = spawn_shortpath(&args, &[]);
         signal_after(&child, sig, Duration::from_millis(after));
         let err = assert_interrupted(child, code);
         assert!(err.contains(&format!("removed lab {name}")), "{cmd}: {err}");

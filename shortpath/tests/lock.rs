@@ -5,23 +5,10 @@
 
 mod common;
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::{kernel, *};
 use serde_json::Value;
-
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
-    Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 #[test]
 fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
@@ -35,7 +22,7 @@ fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
             ("bridge", "peer")
         };
         let attach = if i % 3 == 0 { "tc" } else { "tcx" };
-        let a = spawn(
+        let a = spawn_shortpath(
             &["mode", "--name", &lab.name, first, "--attach", attach],
             &[],
         );
@@ -43,7 +30,7 @@ fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
         // half-way (without the lock, it then records its mode last while
         // the kernel keeps the first one's programs).
         std::thread::sleep(Duration::from_millis((i * 37) % 150));
-        let b = spawn(
+        let b = spawn_shortpath(
             &["mode", "--name", &lab.name, second, "--attach", attach],
             &[],
         );
@@ -78,7 +65,7 @@ fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
 fn a_second_writer_waits_or_fails_at_once_and_force_never_tears_down_a_build() {
     require_root();
     let name = unique_name("lw");
-    let builder = spawn(
+    let builder = spawn_shortpath(
         &["lab", "up", "--name", &name],
         &[("SHORTPATH_FAULT", "stall:pods:3000")],
     );
@@ -109,7 +96,7 @@ fn a_second_writer_waits_or_fails_at_once_and_force_never_tears_down_a_build() {
     assert_eq!(namespaces_of(&name).len(), 4);
 
     // Without --no-wait, --force waits for the build, says so, then rebuilds.
-    let forcer = spawn(&["lab", "up", "--force", "--name", &name], &[]);
+    let forcer = spawn_shortpath(&["lab", "up", "--force", "--name", &name], &[]);
     let built = builder.wait_with_output().unwrap();
     assert!(
         built.status.success(),

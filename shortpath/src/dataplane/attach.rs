@@ -119,8 +119,15 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
         // verdict ends the chain), so removing the rest loses nothing.
         let keep = own_attachment(&pins, port, attach)?;
         for a in kernel::attachments(&spec.netns, port)? {
-            if !keep.matches(&a) {
-                kernel::detach(&spec.netns, port, &a)?;
+            match keep {
+                // Our link, and perhaps other links of the same program.
+                Keep::TcxLink(Some(id)) if a.link_ids().contains(&id) => {
+                    let others: Vec<u32> =
+                        a.link_ids().iter().copied().filter(|l| *l != id).collect();
+                    kernel::detach_links(&spec.netns, port, &a, &others)?;
+                }
+                _ if keep.matches(&a) => {}
+                _ => kernel::detach(&spec.netns, port, &a)?,
             }
         }
     }
@@ -138,7 +145,7 @@ impl Keep {
     fn matches(&self, a: &kernel::Attachment) -> bool {
         match self {
             Keep::TcxLink(id) => {
-                a.kind == AttachKind::Tcx && id.is_some_and(|id| a.link_ids() == [id])
+                a.kind == AttachKind::Tcx && id.is_some_and(|id| a.link_ids().contains(&id))
             }
             Keep::TcFilter => {
                 a.kind == AttachKind::Tc

@@ -167,28 +167,47 @@ fn device_exists(port: &Port) -> bool {
     nix::net::if_::if_nametoindex(port.ifname.as_str()).is_ok_and(|i| i == port.ifindex)
 }
 
+fn detach_err(
+    netns: &str,
+    port: &Port,
+    what: String,
+) -> impl FnOnce(std::io::Error) -> DataplaneError {
+    let (netns, ifname, ifindex) = (netns.to_owned(), port.ifname.clone(), port.ifindex);
+    move |source| DataplaneError::Detach {
+        netns,
+        what,
+        ifname,
+        ifindex,
+        source,
+    }
+}
+
+/// Detaches the TCX links `ids` of attachment `a` now.
+pub fn detach_links(
+    netns: &str,
+    port: &Port,
+    a: &Attachment,
+    ids: &[u32],
+) -> Result<(), DataplaneError> {
+    for id in ids {
+        sys::detach_link_id(*id).map_err(detach_err(
+            netns,
+            port,
+            format!("TCX link {id} ({})", a.program),
+        ))?;
+    }
+    Ok(())
+}
+
 /// Detaches one attachment now.
 pub fn detach(netns: &str, port: &Port, a: &Attachment) -> Result<(), DataplaneError> {
-    let wrap = |what: String| {
-        move |source| DataplaneError::Detach {
-            netns: netns.to_owned(),
-            what,
-            ifname: port.ifname.clone(),
-            ifindex: port.ifindex,
-            source,
-        }
-    };
     match &a.handle {
-        Handle::Tcx(ids) => {
-            for id in ids {
-                sys::detach_link_id(*id).map_err(wrap(format!("TCX link {id} ({})", a.program)))?;
-            }
-            Ok(())
-        }
-        Handle::Tc(f) => nl::delete_filter(f).map_err(wrap(format!(
-            "tc filter {}:{} ({})",
-            f.priority, f.handle, a.program
-        ))),
+        Handle::Tcx(ids) => detach_links(netns, port, a, ids),
+        Handle::Tc(f) => nl::delete_filter(f).map_err(detach_err(
+            netns,
+            port,
+            format!("tc filter {}:{} ({})", f.priority, f.handle, a.program),
+        )),
     }
 }
 

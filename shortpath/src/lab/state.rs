@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// The lab's state file in its runtime directory.
-pub const STATE_FILE: &str = "lab.json";
+pub const STATE_FILE: &str = runtime::LAB_STATE;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {

@@ -190,8 +190,7 @@ impl LabLock {
 impl Drop for LabLock {
     fn drop(&mut self) {
         use nix::unistd::{unlinkat, UnlinkatFlags};
-        let lab_left =
-            super::read_state(&self.lab, crate::lab::STATE_FILE).map_or(true, |s| s.is_some());
+        let lab_left = super::read_state(&self.lab, super::LAB_STATE).map_or(true, |s| s.is_some());
         if lab_left {
             return;
         }

@@ -30,6 +30,9 @@ use crate::{
 const BASE: &str = "/run";
 const TOP: &str = "shortpath";
 pub const RUN_DIR: &str = "/run/shortpath";
+/// The state file whose presence means a lab exists (written by the lab
+/// layer); without it, releasing the lock removes the directory.
+pub const LAB_STATE: &str = "lab.json";
 
 /// `/run/shortpath/<lab>`. The only way to name a lab's runtime directory.
 pub fn lab_dir(lab: &LabName) -> PathBuf {

@@ -51,6 +51,17 @@ pub fn shortpath_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run shortpath")
 }
 
+/// Starts the binary in the background with piped output.
+pub fn spawn_shortpath(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start shortpath")
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
