@@ -54,7 +54,16 @@ pub fn recorded(lab: &LabName) -> Result<DataplaneState, ControlError> {
     };
     match runtime::read_state(lab, DATAPLANE_FILE).map_err(err)? {
         None => Ok(DataplaneState::default()),
-        Some(s) => serde_json::from_str(&s).map_err(|e| err(std::io::Error::other(e))),
+        // A cache that cannot be read must not stand in the way of the
+        // command that repairs it: it counts as "bridge", and `status`
+        // shows the drift if the kernel runs something else.
+        Some(s) => Ok(serde_json::from_str(&s).unwrap_or_else(|e| {
+            log::warn!(
+                "lab {lab}: ignoring {}: {e}",
+                runtime::lab_dir(lab).join(DATAPLANE_FILE).display()
+            );
+            DataplaneState::default()
+        })),
     }
 }
 

@@ -27,10 +27,15 @@ fn missing_from(caps: u64) -> Vec<&'static str> {
         .collect()
 }
 
-/// Fails unless the process can do what shortpath does.
+/// Fails unless the process is root with what shortpath uses: what it
+/// creates must be root's (see [`crate::securefs`]), so capabilities alone
+/// are not enough.
 pub fn require() -> Result<(), NotPrivileged> {
     let caps = effective_caps().unwrap_or(0);
-    let missing = missing_from(caps);
+    let mut missing = missing_from(caps);
+    if !nix::unistd::geteuid().is_root() {
+        missing.insert(0, "uid 0");
+    }
     if missing.is_empty() {
         Ok(())
     } else {

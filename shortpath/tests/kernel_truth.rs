@@ -367,3 +367,55 @@ fn signals_during_commands_that_built_their_lab_remove_it() {
         assert!(!shortpath::dataplane::pin_root().join(&name).exists());
     }
 }
+
+/// `BPF_PROG_ATTACH` of a program to `ifindex`'s TCX ingress in the calling
+/// thread's namespace, without a link: how another tool could leave one of
+/// our programs behind.
+fn tcx_attach_without_link(prog_fd: i32, ifindex: u32) {
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    const BPF_TCX_INGRESS: u32 = 46;
+    let mut attr = [0u32; 12];
+    attr[0] = ifindex;
+    attr[1] = prog_fd as u32;
+    attr[2] = BPF_TCX_INGRESS;
+    // SAFETY: a zero-padded bpf_attr of the size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "BPF_PROG_ATTACH: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn mode_bridge_also_detaches_programs_attached_without_a_link() {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+
+    let lab = TestLab::up("kl");
+    let nss = node_namespaces(&lab);
+    let ns = shortpath::netns::Netns::new(&nss[0]);
+    let _guard = shortpath::netns::NetnsGuard::enter(&ns).unwrap();
+    let mut obj =
+        shortpath::dataplane::TcObject::load(shortpath_common::mode::FastPath::Peer, None).unwrap();
+    let prog = obj.program(shortpath::dataplane::Hook::FromNic).unwrap();
+    let ifindex = nix::net::if_::if_nametoindex("eth1").unwrap();
+    tcx_attach_without_link(prog.fd().unwrap().as_fd().as_raw_fd(), ifindex);
+    drop(obj);
+    drop(_guard);
+
+    let seen = kernel::attached(&nss[0]);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let v = status(&lab.name);
+    assert_eq!(v["mode"], "mixed", "{v}");
+    assert!(v["drift"].is_string(), "{v}");
+    ok(shortpath(&["mode", "--name", &lab.name, "bridge"]));
+    assert_clean_bridge(&lab);
+}

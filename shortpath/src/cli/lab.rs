@@ -13,6 +13,7 @@ use crate::{
     names::LabName,
     netns::{self, Netns},
     probe::{self, Endpoint},
+    runtime::{LabLock, Wait},
     table::Table,
 };
 
@@ -88,6 +89,7 @@ impl LabCommand {
 pub async fn run(
     cmd: LabCommand,
     name: Option<LabName>,
+    wait: Wait,
     ctx: impl FnOnce() -> anyhow::Result<Ctx>,
 ) -> anyhow::Result<i32> {
     let lab_name = || name.clone().expect("the command takes a lab name");
@@ -107,6 +109,9 @@ pub async fn run(
             };
             let ctx = ctx()?;
             let lock = ctx.lock(&name).await?;
+            // Without --force an existing lab is left alone, also when a
+            // signal comes before `up` has refused it.
+            let touches_existing = force || lab::load_state(&name)?.is_none();
             let built = ctx
                 .interrupt
                 .race(control::up(&lock, &cfg, force, mode, attach))
@@ -114,6 +119,9 @@ pub async fn run(
             netns::wait_idle().await;
             let plan = match built {
                 Ok(r) => r?,
+                Err(signal) if !touches_existing => {
+                    return session::finish::<i32>(Err(signal), Ok("nothing was changed".into()));
+                }
                 Err(signal) => {
                     let ended = control::down(&lock)
                         .await
@@ -131,9 +139,9 @@ pub async fn run(
         }
         LabCommand::Down { .. } => {
             let name = lab_name();
-            let ctx = ctx()?;
-            let lock = ctx.lock(&name).await?;
-            // Removal is finished even after a signal: it is the cleanup.
+            // No signal handler: a signal stops the removal where it is,
+            // and running `lab down` again finishes it (it is idempotent).
+            let lock = LabLock::acquire(&name, wait).await?;
             control::down(&lock).await?;
             eprintln!("lab {name} is down");
             Ok(0)

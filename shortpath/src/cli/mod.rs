@@ -84,19 +84,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     if cli.command.needs_privileges() {
         privileges::require()?;
     }
+    let wait = if cli.no_wait {
+        Wait::NoWait
+    } else {
+        Wait::Block
+    };
+    // Signal handlers only for what races them (see session.rs): elsewhere
+    // a signal keeps its default action.
     let ctx = || -> anyhow::Result<session::Ctx> {
         Ok(session::Ctx {
-            wait: if cli.no_wait {
-                Wait::NoWait
-            } else {
-                Wait::Block
-            },
+            wait,
             interrupt: interrupt::Interrupt::install()?,
         })
     };
     match cli.command {
-        Command::Lab(cmd) => lab::run(cmd, name, ctx).await,
-        Command::Mode(args) => mode::run(args, name.expect("mode takes a name"), &ctx()?).await,
+        Command::Lab(cmd) => lab::run(cmd, name, wait, ctx).await,
+        Command::Mode(args) => mode::run(args, name.expect("mode takes a name"), ctx).await,
         Command::Bench(args) => bench::run(args, name.expect("bench takes a name"), &ctx()?).await,
         Command::Report(args) => {
             report::run(args, name.expect("report takes a name"), &ctx()?).await

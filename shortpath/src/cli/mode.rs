@@ -25,7 +25,11 @@ pub struct ModeArgs {
     attach: Option<AttachKind>,
 }
 
-pub async fn run(args: ModeArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32> {
+pub async fn run(
+    args: ModeArgs,
+    name: LabName,
+    ctx: impl FnOnce() -> anyhow::Result<Ctx>,
+) -> anyhow::Result<i32> {
     let Some(mode) = args.mode else {
         let inv = lab::inventory(&name).await?;
         let dp = control::status(&inv).await?;
@@ -43,9 +47,11 @@ pub async fn run(args: ModeArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32
         }
         return Ok(0);
     };
+    let ctx = ctx()?;
     let lock = ctx.lock(&name).await?;
     // What to go back to if interrupted: the kernel's setting, or bridge
-    // when it was half-switched already.
+    // (the stack does everything) when it cannot be read, e.g. because the
+    // lab is half-switched already.
     let before = session::current_setting(&name)
         .await
         .unwrap_or(DataplaneState::default());

@@ -114,24 +114,23 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
             AttachKind::Tc => attach_tc(prog, port).map_err(wrap)?,
         }
         // Anything else of ours on the port — the other attach kind after a
-        // tc ↔ tcx switch, leftovers of an interrupted run — goes now. The
-        // new hook already runs (TCX before cls_bpf, and a TCX program's
-        // verdict ends the chain), so removing the rest loses nothing.
+        // tc ↔ tcx switch, leftovers of an interrupted run — goes now.
+        // Nothing is lost either way: after tc → tcx the new TCX program
+        // runs before cls_bpf and its verdict ends the chain; after tcx →
+        // tc the old TCX program keeps handling packets until its link is
+        // detached, and from then on the new filter does.
         let keep = own_attachment(&pins, port, attach)?;
         for a in kernel::attachments(&spec.netns, port)? {
-            match keep {
-                // Our link, and perhaps other links of the same program.
-                Keep::TcxLink(Some(id)) if a.link_ids().contains(&id) => {
-                    let others: Vec<u32> =
-                        a.link_ids().iter().copied().filter(|l| *l != id).collect();
-                    kernel::detach_links(&spec.netns, port, &a, &others)?;
-                }
-                _ if keep.matches(&a) => {}
-                _ => kernel::detach(&spec.netns, port, &a)?,
+            if !keep.matches(&a) {
+                kernel::detach(&spec.netns, port, &a)?;
             }
         }
     }
-    remove_link_pins(&pins, &ports)?;
+    // Link pins are kept only for the TCX links of ports in use.
+    match attach {
+        AttachKind::Tcx => remove_link_pins(&pins, &ports)?,
+        AttachKind::Tc => remove_link_pins(&pins, &[])?,
+    }
     Ok(())
 }
 

@@ -183,7 +183,7 @@ fn detach_err(
 }
 
 /// Detaches the TCX links `ids` of attachment `a` now.
-pub fn detach_links(
+fn detach_links(
     netns: &str,
     port: &Port,
     a: &Attachment,
@@ -202,6 +202,16 @@ pub fn detach_links(
 /// Detaches one attachment now.
 pub fn detach(netns: &str, port: &Port, a: &Attachment) -> Result<(), DataplaneError> {
     match &a.handle {
+        // Attached without a link (not by shortpath, but ours by name).
+        Handle::Tcx(ids) if ids.is_empty() => {
+            sys::tcx_prog_detach(port.ifindex, a.prog_id, a.hook == TcHook::Egress).map_err(
+                detach_err(
+                    netns,
+                    port,
+                    format!("TCX program {} ({})", a.prog_id, a.program),
+                ),
+            )
+        }
         Handle::Tcx(ids) => detach_links(netns, port, a, ids),
         Handle::Tc(f) => nl::delete_filter(f).map_err(detach_err(
             netns,
@@ -213,24 +223,26 @@ pub fn detach(netns: &str, port: &Port, a: &Attachment) -> Result<(), DataplaneE
 
 /// Every device of the calling thread's namespace (a node's: all of its
 /// devices belong to the node).
-pub fn devices() -> Vec<Port> {
-    nix::net::if_::if_nameindex()
-        .map(|list| {
-            list.iter()
-                .map(|i| Port {
-                    ifname: i.name().to_string_lossy().into_owned(),
-                    ifindex: i.index(),
-                })
-                .collect()
+pub fn devices(netns: &str) -> Result<Vec<Port>, DataplaneError> {
+    let list = nix::net::if_::if_nameindex().map_err(|e| DataplaneError::Query {
+        netns: netns.to_owned(),
+        ifname: "(all devices)".into(),
+        source: e.into(),
+    })?;
+    Ok(list
+        .iter()
+        .map(|i| Port {
+            ifname: i.name().to_string_lossy().into_owned(),
+            ifindex: i.index(),
         })
-        .unwrap_or_default()
+        .collect())
 }
 
 /// Detaches every program of ours from every device of the namespace;
 /// returns how many it found.
 pub fn detach_everything(netns: &str) -> Result<usize, DataplaneError> {
     let mut n = 0;
-    for port in devices() {
+    for port in devices(netns)? {
         for a in attachments(netns, &port)? {
             detach(netns, &port, &a)?;
             n += 1;

@@ -12,11 +12,15 @@ use std::{
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
 const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_LINK_TYPE_TCX: u32 = 11;
+const BPF_TCX_INGRESS: u32 = 46;
+const BPF_TCX_EGRESS: u32 = 47;
 
 /// `union bpf_attr`, as much of it as these commands read (zeroed rest).
 #[repr(C, align(8))]
@@ -95,7 +99,6 @@ pub fn pinned_link_id(path: &Path) -> io::Result<Option<u32>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcxLink {
     pub id: u32,
-    pub prog_id: u32,
     pub ifindex: u32,
 }
 
@@ -149,7 +152,6 @@ pub fn tcx_links_of(prog_id: u32) -> io::Result<Vec<TcxLink>> {
         if info.kind == BPF_LINK_TYPE_TCX && info.prog_id == prog_id {
             out.push(TcxLink {
                 id: info.id,
-                prog_id: info.prog_id,
                 ifindex: info.ifindex,
             });
         }
@@ -164,6 +166,31 @@ pub fn detach_link_id(id: u32) -> io::Result<()> {
         Ok(fd) => link_detach(&owned(fd)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Detaches program `prog_id` from the TCX hook of device `ifindex` when
+/// it was attached without a link (`BPF_PROG_ATTACH`); gone already is
+/// fine.
+pub fn tcx_prog_detach(ifindex: u32, prog_id: u32, egress: bool) -> io::Result<()> {
+    let mut attr = Attr::default();
+    attr.0[0] = prog_id;
+    let prog = match bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) {
+        Ok(fd) => owned(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut attr = Attr::default();
+    attr.0[0] = ifindex;
+    attr.0[1] = prog.as_raw_fd() as u32;
+    attr.0[2] = if egress {
+        BPF_TCX_EGRESS
+    } else {
+        BPF_TCX_INGRESS
+    };
+    match bpf(BPF_PROG_DETACH, &mut attr) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
+        r => r.map(drop),
     }
 }
 

@@ -12,7 +12,7 @@ mod up;
 use crate::{fault::Fault, names::LabName, netns::NetnsError, nl::NlError};
 
 pub use inventory::{inventory, Inventory, NicInfo, NodeInfo, PodInfo};
-pub use state::{list as list_labs, load as load_state, LabState, STATE_FILE};
+pub use state::{load as load_state, LabState, STATE_FILE};
 pub use up::{down, exec, up};
 
 #[derive(Debug, thiserror::Error)]

@@ -196,6 +196,31 @@ impl Plan {
         v
     }
 
+    /// A namespace name that is not the one this plan's validated names
+    /// make (`<lab>-<node>`, `<lab>-<node>-<pod>`, `<lab>-switch`): a state
+    /// file edited by hand or from another version.
+    pub fn foreign_namespace(&self) -> Option<&str> {
+        let lab = &self.name;
+        let switch = self
+            .wire
+            .switch
+            .iter()
+            .filter(|s| s.netns != format!("{lab}-switch"))
+            .map(|s| s.netns.as_str());
+        let nodes = self.nodes.iter().flat_map(|n| {
+            let node = (n.netns != format!("{lab}-{}", n.name)).then_some(n.netns.as_str());
+            node.into_iter().chain(
+                n.pods
+                    .iter()
+                    .filter(move |p| {
+                        p.node != n.name || p.netns != format!("{lab}-{}-{}", n.name, p.name)
+                    })
+                    .map(|p| p.netns.as_str()),
+            )
+        });
+        switch.chain(nodes).next()
+    }
+
     pub fn pods(&self) -> impl Iterator<Item = &PodPlan> {
         self.nodes.iter().flat_map(|n| n.pods.iter())
     }
@@ -274,6 +299,13 @@ mod tests {
         assert_eq!(p.target("pod-a"), Some(Netns::new("sp-node-a-pod-a")));
         assert_eq!(p.target("node-a"), Some(Netns::new("sp-node-a")));
         assert_eq!(p.target("nope"), None);
+        assert_eq!(p.foreign_namespace(), None);
+        let mut bad = p.clone();
+        bad.nodes[1].pods[0].netns = "../../tmp".into();
+        assert_eq!(bad.foreign_namespace(), Some("../../tmp"));
+        let mut bad = p.clone();
+        bad.nodes[0].netns = "sp-node-b".into();
+        assert_eq!(bad.foreign_namespace(), Some("sp-node-b"));
     }
 
     #[test]

@@ -58,6 +58,14 @@ pub fn load(lab: &LabName) -> io::Result<Option<LabState>> {
                     st.plan.name.as_str()
                 )));
             }
+            // Namespace names become paths under /run/netns: they must be
+            // exactly the ones the validated names make.
+            if let Some(ns) = st.plan.foreign_namespace() {
+                return Err(io::Error::other(format!(
+                    "{}: namespace {ns:?} is not one lab {lab} would create; remove the file and its namespaces by hand",
+                    runtime::lab_dir(lab).join(STATE_FILE).display(),
+                )));
+            }
             Ok(Some(st))
         }
     }
@@ -67,9 +75,4 @@ pub fn load(lab: &LabName) -> io::Result<Option<LabState>> {
 /// runtime directory once nothing else is in it.
 pub fn remove(lock: &LabLock) -> io::Result<()> {
     runtime::remove_state(lock, STATE_FILE)
-}
-
-/// Names of recorded labs.
-pub fn list() -> io::Result<Vec<LabName>> {
-    runtime::labs_with(STATE_FILE)
 }

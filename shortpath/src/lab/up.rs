@@ -95,10 +95,12 @@ fn teardown(lock: &LabLock, plan: &Plan) -> Result<(), LabError> {
             first_err.get_or_insert(LabError::from(e));
         }
     }
-    if let Err(e) = state::remove(lock) {
-        first_err.get_or_insert(LabError::State(e));
+    // The state file is how the next `lab down` finds what is left: it
+    // goes only once everything else has.
+    match first_err {
+        Some(e) => Err(e),
+        None => state::remove(lock).map_err(LabError::State),
     }
-    first_err.map_or(Ok(()), Err)
 }
 
 async fn build(plan: &Plan) -> Result<(), LabError> {
@@ -263,8 +265,9 @@ async fn add_addresses(h: &Netlink, index: u32, nets: [Option<IpNet>; 2]) -> Res
     Ok(())
 }
 
-/// Replaces this process with `cmd` running inside the namespace of
-/// `target` (node, pod or node/pod) of lab `name`, as `ip netns exec` does:
+/// Replaces this process with `cmd` running inside the network namespace of
+/// `target` (node, pod or node/pod) of lab `name` (only the network
+/// namespace: unlike `ip netns exec`, /sys and /etc are not remounted), so
 /// signals reach the command itself and its exit status is the process's.
 /// Returns only if that fails.
 pub fn exec(name: &LabName, target: &str, cmd: &[String]) -> LabError {

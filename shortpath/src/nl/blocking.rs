@@ -35,7 +35,6 @@ impl TcHook {
 /// A cls_bpf filter as the kernel lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BpfFilter {
-    pub hook: TcHook,
     pub priority: u16,
     pub handle: u32,
     pub prog_id: Option<u32>,
@@ -73,6 +72,10 @@ fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkM
             }
             offset += len;
             match msg.payload {
+                // A dump that failed part-way says so in its DONE message.
+                NetlinkPayload::Done(d) if d.code != 0 => {
+                    return Err(io::Error::from_raw_os_error(d.code.abs()))
+                }
                 NetlinkPayload::Done(_) => return Ok(out),
                 NetlinkPayload::Error(e) => match e.code {
                     None => return Ok(out),
@@ -127,7 +130,6 @@ pub fn bpf_filters(ifindex: u32, hook: TcHook) -> io::Result<Vec<BpfFilter>> {
             continue;
         }
         let mut filter = BpfFilter {
-            hook,
             priority: (f.header.info >> 16) as u16,
             handle: u32::from(f.header.handle),
             prog_id: None,

@@ -27,9 +27,6 @@ use crate::{
 
 const LOCK_FILE: &str = "lock";
 const POLL: Duration = Duration::from_millis(20);
-/// State files the lock's release removes along with the directory once
-/// the lab itself is gone.
-const LEFTOVERS: &[&str] = &["dataplane.json", "dataplane.json.tmp", "lab.json.tmp"];
 
 /// Whether a second writer waits for the first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -130,8 +127,20 @@ impl LabLock {
         };
         let mut announced = false;
         loop {
-            let dir = ensure_lab_dir(lab)?;
-            let file = securefs::open_file(&dir, LOCK_FILE, 0o600)?;
+            // The previous holder may be removing the directory right now:
+            // then the path vanishes under us, and we start over.
+            let opened = ensure_lab_dir(lab)
+                .and_then(|dir| securefs::open_file(&dir, LOCK_FILE, 0o600).map(|f| (dir, f)));
+            let (dir, file) = match opened {
+                Ok(v) => v,
+                Err(SecureDirError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             while !try_lock(&file).map_err(io)? {
                 if wait == Wait::NoWait {
                     return Err(LockError::Busy {
@@ -194,11 +203,18 @@ impl Drop for LabLock {
         if lab_left {
             return;
         }
-        // No lab any more: leave nothing behind. Others waiting on this
-        // file see it unlinked and start over.
-        for f in LEFTOVERS.iter().chain([&LOCK_FILE]) {
-            let _ = unlinkat(self.dir.fd(), *f, UnlinkatFlags::NoRemoveDir);
+        // No lab any more: leave nothing behind (other layers' state files
+        // of the gone lab included; the lock file last). Others waiting on
+        // this file see it unlinked and start over.
+        if let Ok(entries) = std::fs::read_dir(&self.dir.path) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if name != LOCK_FILE && e.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = unlinkat(self.dir.fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir);
+                }
+            }
         }
+        let _ = unlinkat(self.dir.fd(), LOCK_FILE, UnlinkatFlags::NoRemoveDir);
         let _ = std::fs::remove_dir(&self.dir.path);
     }
 }

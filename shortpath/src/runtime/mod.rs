@@ -113,26 +113,3 @@ pub fn remove_state(lock: &LabLock, name: &str) -> io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
-
-/// Labs with a state file `marker` (e.g. `lab.json`), by name. Entries that
-/// are not valid lab names are skipped.
-pub fn labs_with(marker: &str) -> io::Result<Vec<LabName>> {
-    let mut v = Vec::new();
-    match std::fs::read_dir(RUN_DIR) {
-        Ok(entries) => {
-            for e in entries {
-                let e = e?;
-                let Ok(name) = LabName::new(&e.file_name().to_string_lossy()) else {
-                    continue;
-                };
-                if read_state(&name, marker).ok().flatten().is_some() {
-                    v.push(name);
-                }
-            }
-        }
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        Err(_) => {}
-    }
-    v.sort();
-    Ok(v)
-}
