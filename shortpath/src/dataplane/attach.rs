@@ -120,7 +120,8 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
         // tc the old TCX program keeps handling packets until its link is
         // detached, and from then on the new filter does.
         let keep = own_attachment(&pins, port, attach)?;
-        for a in kernel::attachments(&spec.netns, port)? {
+        let links = kernel::Links::read(&spec.netns)?;
+        for a in kernel::attachments(&spec.netns, port, &links)? {
             if !keep.matches(&a) {
                 kernel::detach(&spec.netns, port, &a)?;
             }
@@ -292,8 +293,9 @@ pub fn status(spec: &NodeSpec) -> Result<Vec<ProgramStatus>, DataplaneError> {
         _ => Default::default(),
     };
     let mut out = Vec::new();
+    let links = kernel::Links::read(&spec.netns)?;
     for (port, hook) in ports(spec) {
-        let atts = kernel::attachments(&spec.netns, &port)?;
+        let atts = kernel::attachments(&spec.netns, &port, &links)?;
         let PortView {
             attach,
             program_id,

@@ -63,10 +63,7 @@ impl Attachment {
     }
 
     pub fn mode(&self) -> Option<Mode> {
-        self.mode.map(|m| match m {
-            FastPath::Redirect => Mode::Redirect,
-            FastPath::Peer => Mode::Peer,
-        })
+        self.mode.map(Mode::from)
     }
 }
 
@@ -104,8 +101,38 @@ fn info_by_id(id: u32) -> Option<ProgramInfo> {
         .find(|p| p.id() == id)
 }
 
-/// Our programs on `port`'s TC hooks, as the kernel reports them.
-pub fn attachments(netns: &str, port: &Port) -> Result<Vec<Attachment>, DataplaneError> {
+/// The TCX links of the system at one moment: enumerated once for all the
+/// ports an operation looks at, not once per port.
+pub struct Links(Vec<sys::TcxLink>);
+
+impl Links {
+    pub fn read(netns: &str) -> Result<Self, DataplaneError> {
+        sys::tcx_links()
+            .map(Links)
+            .map_err(|source| DataplaneError::Query {
+                netns: netns.to_owned(),
+                ifname: "(TCX links)".into(),
+                source,
+            })
+    }
+
+    /// Links running `prog_id` on device `ifindex`.
+    fn of(&self, prog_id: u32, ifindex: u32) -> Vec<u32> {
+        self.0
+            .iter()
+            .filter(|l| l.prog_id == prog_id && l.ifindex == ifindex)
+            .map(|l| l.id)
+            .collect()
+    }
+}
+
+/// Our programs on `port`'s TC hooks, as the kernel reports them; `links`
+/// must have been read after the last change to the port.
+pub fn attachments(
+    netns: &str,
+    port: &Port,
+    links: &Links,
+) -> Result<Vec<Attachment>, DataplaneError> {
     let err = query_err(netns, port);
     let mut out = Vec::new();
     for (hook, kind) in [
@@ -123,19 +150,13 @@ pub fn attachments(netns: &str, port: &Port) -> Result<Vec<Attachment>, Dataplan
                 let Some(name) = p.name_as_str().filter(|n| is_ours(n)) else {
                     continue;
                 };
-                let links = sys::tcx_links_of(p.id())
-                    .map_err(&err)?
-                    .into_iter()
-                    .filter(|l| l.ifindex == port.ifindex)
-                    .map(|l| l.id)
-                    .collect();
                 out.push(Attachment {
                     kind: AttachKind::Tcx,
                     hook,
                     prog_id: p.id(),
                     program: name.to_owned(),
                     mode: program_mode(&p),
-                    handle: Handle::Tcx(links),
+                    handle: Handle::Tcx(links.of(p.id(), port.ifindex)),
                 });
             }
         }
@@ -242,8 +263,9 @@ pub fn devices(netns: &str) -> Result<Vec<Port>, DataplaneError> {
 /// returns how many it found.
 pub fn detach_everything(netns: &str) -> Result<usize, DataplaneError> {
     let mut n = 0;
+    let links = Links::read(netns)?;
     for port in devices(netns)? {
-        for a in attachments(netns, &port)? {
+        for a in attachments(netns, &port, &links)? {
             detach(netns, &port, &a)?;
             n += 1;
         }

@@ -64,6 +64,16 @@ impl Mode {
     }
 }
 
+/// The mode a program was loaded in (the inverse of [`Mode::fast_path`]).
+impl From<FastPath> for Mode {
+    fn from(f: FastPath) -> Self {
+        match f {
+            FastPath::Redirect => Mode::Redirect,
+            FastPath::Peer => Mode::Peer,
+        }
+    }
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -164,6 +174,9 @@ mod tests {
             .contains("bridge, redirect or peer"));
         assert_eq!(Mode::Bridge.fast_path(), None);
         assert_eq!(Mode::Peer.fast_path(), Some(FastPath::Peer));
+        for m in [Mode::Redirect, Mode::Peer] {
+            assert_eq!(m.fast_path().map(Mode::from), Some(m));
+        }
         assert_eq!("tc".parse::<AttachKind>().unwrap(), AttachKind::Tc);
         assert!("xdp".parse::<AttachKind>().is_err());
     }

@@ -99,6 +99,7 @@ pub fn pinned_link_id(path: &Path) -> io::Result<Option<u32>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcxLink {
     pub id: u32,
+    pub prog_id: u32,
     pub ifindex: u32,
 }
 
@@ -127,9 +128,9 @@ fn link_info(fd: &OwnedFd) -> io::Result<LinkInfo> {
     })
 }
 
-/// Every TCX link in the system running program `prog_id`. Link ids are
-/// global, so callers match the device too.
-pub fn tcx_links_of(prog_id: u32) -> io::Result<Vec<TcxLink>> {
+/// Every TCX link in the system. Link ids and ifindexes span namespaces,
+/// so callers match a program attached to their device.
+pub fn tcx_links() -> io::Result<Vec<TcxLink>> {
     let mut out = Vec::new();
     let mut id = 0u32;
     loop {
@@ -149,9 +150,10 @@ pub fn tcx_links_of(prog_id: u32) -> io::Result<Vec<TcxLink>> {
             Err(e) => return Err(e),
         };
         let info = link_info(&fd)?;
-        if info.kind == BPF_LINK_TYPE_TCX && info.prog_id == prog_id {
+        if info.kind == BPF_LINK_TYPE_TCX {
             out.push(TcxLink {
                 id: info.id,
+                prog_id: info.prog_id,
                 ifindex: info.ifindex,
             });
         }
