@@ -80,11 +80,6 @@ impl Interrupt {
         Ok(Self { rx })
     }
 
-    /// The first signal, if one came.
-    pub fn received(&self) -> Option<Signal> {
-        *self.rx.borrow()
-    }
-
     async fn wait(&self) -> Signal {
         let mut rx = self.rx.clone();
         loop {

@@ -11,7 +11,7 @@ use crate::{
     dataplane::{AttachKind, Mode},
     lab::{self, config::Config, Inventory},
     names::LabName,
-    netns::{self, Netns},
+    netns::Netns,
     probe::{self, Endpoint},
     runtime::{LabLock, Wait},
     table::Table,
@@ -112,24 +112,18 @@ pub async fn run(
             // Without --force an existing lab is left alone, also when a
             // signal comes before `up` has refused it.
             let touches_existing = force || lab::load_state(&name)?.is_none();
-            let built = ctx
-                .interrupt
-                .race(control::up(&lock, &cfg, force, mode, attach))
-                .await;
-            netns::wait_idle().await;
-            let plan = match built {
-                Ok(r) => r?,
-                Err(signal) if !touches_existing => {
-                    return session::finish::<i32>(Err(signal), Ok("nothing was changed".into()));
-                }
-                Err(signal) => {
-                    let ended = control::down(&lock)
-                        .await
-                        .map(|()| format!("removed lab {name}, which it was building"))
-                        .map_err(anyhow::Error::from);
-                    return session::finish::<i32>(Err(signal), ended);
-                }
-            };
+            let plan = session::or_undo(
+                &ctx,
+                async { Ok(control::up(&lock, &cfg, force, mode, attach).await?) },
+                async || {
+                    if !touches_existing {
+                        return Ok("nothing was changed".into());
+                    }
+                    control::down(&lock).await?;
+                    Ok(format!("removed lab {name}, which it was building"))
+                },
+            )
+            .await?;
             eprintln!(
                 "lab {name} is up in {mode} mode: {} nodes, {} pods (shortpath lab status --name {name})",
                 plan.nodes.len(),

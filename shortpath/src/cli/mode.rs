@@ -9,7 +9,6 @@ use crate::{
     dataplane::{counters, AttachKind, DataplaneState, Mode, ProgramStatus},
     lab,
     names::LabName,
-    netns,
     table::Table,
 };
 
@@ -55,18 +54,12 @@ pub async fn run(
     let before = session::current_setting(&name)
         .await
         .unwrap_or(DataplaneState::default());
-    let switched = ctx
-        .interrupt
-        .race(control::set_mode(&lock, mode, args.attach))
-        .await;
-    netns::wait_idle().await;
-    let st = match switched {
-        Ok(r) => r?,
-        Err(signal) => {
-            let ended = session::restore_mode(&lock, before).await;
-            return session::finish::<i32>(Err(signal), ended);
-        }
-    };
+    let st = session::or_undo(
+        &ctx,
+        async { Ok(control::set_mode(&lock, mode, args.attach).await?) },
+        async || session::restore_mode(&lock, before).await,
+    )
+    .await?;
     match st.attach {
         Some(a) => eprintln!("lab {name}: {} mode (attach {a})", st.mode),
         None => eprintln!("lab {name}: {} mode", st.mode),

@@ -134,6 +134,23 @@ pub async fn with_lab<T>(
     finish(outcome, ended)
 }
 
+/// Runs `work` until it completes or a signal comes. After a signal, the
+/// changes already under way finish, then `undo` puts things back, and the
+/// result is an [`Interrupted`] error saying what `undo` did.
+pub async fn or_undo<T>(
+    ctx: &Ctx,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+    undo: impl AsyncFnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<T> {
+    match ctx.interrupt.race(work).await {
+        Ok(r) => r,
+        Err(signal) => {
+            netns::wait_idle().await;
+            finish(Err(signal), undo().await)
+        }
+    }
+}
+
 /// Combines a command's outcome with its cleanup's.
 pub fn finish<T>(
     outcome: Result<anyhow::Result<T>, Signal>,

@@ -96,14 +96,12 @@ pub async fn run_trace(ctx: &Ctx, name: &LabName, args: &TraceArgs) -> anyhow::R
             lab::load_state(name)?.is_some(),
             "lab {name} is not up: --follow traces traffic on a running lab"
         );
-        return match ctx
-            .interrupt
-            .race(trace::run(&cfg, Access::Follow, &progress))
-            .await
-        {
-            Ok(r) => Ok(r?),
-            Err(signal) => session::finish(Err(signal), Ok("the tracer is detached".into())),
-        };
+        return session::or_undo(
+            ctx,
+            async { Ok(trace::run(&cfg, Access::Follow, &progress).await?) },
+            async || Ok("the tracer is detached".into()),
+        )
+        .await;
     }
     session::with_lab(
         ctx,
