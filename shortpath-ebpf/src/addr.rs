@@ -9,7 +9,7 @@ pub fn is_multicast(key: &EndpointKey) -> bool {
     if key.family == AF_INET {
         key.addr[0] & 0xf0 == 0xe0 || key.addr[..4] == [255, 255, 255, 255]
     } else {
-        key.addr[0] == 0xff
+        is_v6_multicast(&key.addr)
     }
 }
 
@@ -19,8 +19,14 @@ pub fn is_link_local_or_unspecified(key: &EndpointKey) -> bool {
     if key.family == AF_INET {
         key.addr[..4] == [0, 0, 0, 0] || (key.addr[0] == 169 && key.addr[1] == 254)
     } else {
-        is_v6_link_local(&key.addr) || key.addr == [0u8; 16]
+        is_v6_link_local_or_unspecified(&key.addr)
     }
+}
+
+/// fe80::/10 or ::.
+#[inline(always)]
+pub fn is_v6_link_local_or_unspecified(a: &[u8; 16]) -> bool {
+    is_v6_link_local(a) || *a == [0u8; 16]
 }
 
 /// fe80::/10.

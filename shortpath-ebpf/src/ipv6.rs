@@ -8,11 +8,12 @@ use aya_ebpf::programs::TcContext;
 use shortpath_common::{counters::Reason, endpoint::EndpointKey};
 
 use crate::{
-    addr, maps,
+    addr,
     parse::{
         Ipv6Hdr, ETH_HLEN, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMPV6,
         IPPROTO_ROUTING, IPV6_HLEN,
     },
+    source,
 };
 
 /// Extension headers walked before the upper layer; a longer chain is
@@ -124,8 +125,8 @@ fn own_target(ctx: &TcContext, chain: &Chain, ifindex: u32) -> Result<(), Reason
     if addr::is_v6_link_local(&target) {
         return Ok(());
     }
-    match maps::endpoint(&EndpointKey::v6(target)) {
-        Some(ep) if ep.ifindex == ifindex => Ok(()),
-        _ => Err(Reason::DropSpoofed),
+    match source::pod_endpoint(&EndpointKey::v6(target), ifindex) {
+        Some(_) => Ok(()),
+        None => Err(Reason::DropSpoofed),
     }
 }

@@ -24,16 +24,18 @@ use crate::{
 /// segment, or the pod forging its neighbours' caches).
 #[inline(always)]
 fn own(key: &EndpointKey, mac: &[u8; 6], ifindex: u32) -> Result<Endpoint, Reason> {
-    match maps::endpoint(key) {
-        Some(ep) if ep.ifindex == ifindex => {
-            if ep.pod_mac == *mac {
-                Ok(ep)
-            } else {
-                Err(Reason::DropSpoofedMac)
-            }
-        }
-        _ => Err(Reason::DropSpoofed),
+    match pod_endpoint(key, ifindex) {
+        Some(ep) if ep.pod_mac == *mac => Ok(ep),
+        Some(_) => Err(Reason::DropSpoofedMac),
+        None => Err(Reason::DropSpoofed),
     }
+}
+
+/// The endpoint behind `key` if it is an address of the pod behind
+/// `ifindex`: the one ownership rule, for sources and ND targets alike.
+#[inline(always)]
+pub fn pod_endpoint(key: &EndpointKey, ifindex: u32) -> Option<Endpoint> {
+    maps::endpoint(key).filter(|ep| ep.ifindex == ifindex)
 }
 
 /// ARP: always the stack's (`pass_arp`) once its sender is the pod. The
@@ -72,7 +74,7 @@ pub fn ipv4(eth: &EthHdr, ip: &Ipv4Hdr, ifindex: u32) -> Result<Endpoint, Reason
 /// therefore stays on the pod's segment.
 #[inline(always)]
 pub fn ipv6(eth: &EthHdr, ip: &Ipv6Hdr, ifindex: u32) -> Result<Option<Endpoint>, Reason> {
-    if addr::is_v6_link_local(&ip.saddr) || ip.saddr == [0u8; 16] {
+    if addr::is_v6_link_local_or_unspecified(&ip.saddr) {
         if addr::is_v6_link_local(&ip.daddr) || addr::is_v6_multicast(&ip.daddr) {
             return Ok(None);
         }
