@@ -335,7 +335,7 @@ pub async fn down(lock: &LabLock) -> Result<(), ControlError> {
             }
         }
     }
-    dataplane::remove_pins(lock.lab())?;
+    lab::pin_root(lock.lab()).remove_all()?;
     lab::down(lock).await?;
     runtime::remove_state(lock, DATAPLANE_FILE).map_err(|source| ControlError::State {
         lab: lock.lab().clone(),

@@ -3,30 +3,28 @@
 //!
 //! Layers (each with its own error type; none reaches into another's
 //! internals):
-//! - [`names`], [`securefs`], [`runtime`], [`privileges`], [`fault`]: the
-//!   safety base: validated names, checked directories, per-lab state and
-//!   the one-writer lock, privilege checks, fault points for tests.
-//! - [`netns`], [`nl`], [`sysctl`]: namespaces and netlink plumbing.
+//! - [`dataplane`] (the `shortpath-dataplane` crate): the eBPF programs,
+//!   their maps, attach and mode switch, and the plumbing shared with the
+//!   agent and the CNI plugin ([`netns`], [`nl`], [`securefs`],
+//!   [`privileges`], [`sysctl`]).
+//! - [`names`], [`runtime`], [`fault`]: the lab's validated names, per-lab
+//!   state and the one-writer lock, fault points for tests.
 //! - [`lab`]: the article's topology in network namespaces.
-//! - [`dataplane`]: the eBPF programs, their maps, attach and mode switch.
 //! - [`control`]: keeps a lab and its dataplane in step.
 //! - [`bench`], [`trace`], [`report`]: the proof: load generator, per-packet
 //!   kernel path tracer, and the article reproduced as a report.
 
+pub use shortpath_dataplane as dataplane;
+pub use shortpath_dataplane::{netns, nl, privileges, securefs, sysctl};
+
 pub mod bench;
 pub mod cli;
 pub mod control;
-pub mod dataplane;
 pub mod fault;
 pub mod lab;
 pub mod names;
-pub mod netns;
-pub mod nl;
-pub mod privileges;
 pub mod probe;
 pub mod report;
 pub mod runtime;
-pub mod securefs;
-pub mod sysctl;
 pub mod table;
 pub mod trace;

@@ -217,7 +217,9 @@ fn mode_switches_under_a_udp_stream_lose_nothing() {
 #[test]
 fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
     let lab = TestLab::up_with("pin", None, &["--mode", "peer"]);
-    let dir = shortpath::dataplane::pin_root().join(&lab.name);
+    let dir = shortpath::dataplane::PinRoot::shortpath()
+        .path()
+        .join(&lab.name);
     for node in ["node-a", "node-b"] {
         for f in [
             "links/eth1",

@@ -261,7 +261,10 @@ fn sigint_during_lab_up_removes_the_lab_it_was_building() {
         namespaces_of(&name)
     );
     assert!(!std::path::Path::new("/run/shortpath").join(&name).exists());
-    assert!(!shortpath::dataplane::pin_root().join(&name).exists());
+    assert!(!shortpath::dataplane::PinRoot::shortpath()
+        .path()
+        .join(&name)
+        .exists());
 }
 
 #[test]
@@ -364,7 +367,10 @@ fn signals_during_commands_that_built_their_lab_remove_it() {
             namespaces_of(&name)
         );
         assert!(!std::path::Path::new("/run/shortpath").join(&name).exists());
-        assert!(!shortpath::dataplane::pin_root().join(&name).exists());
+        assert!(!shortpath::dataplane::PinRoot::shortpath()
+            .path()
+            .join(&name)
+            .exists());
     }
 }
 

@@ -155,7 +155,10 @@ fn bad_node_and_pod_names_in_a_config_create_nothing() {
             "{cfg}: runtime directory created"
         );
         assert!(
-            !shortpath::dataplane::pin_root().join(&name).exists(),
+            !shortpath::dataplane::PinRoot::shortpath()
+                .path()
+                .join(&name)
+                .exists(),
             "{cfg}: pins created"
         );
     }

@@ -97,7 +97,7 @@ fn bpffs_is_mounted_private_when_shortpath_mounts_it() {
 }
 
 fn pin_dir(lab: &str) -> std::path::PathBuf {
-    shortpath::dataplane::pin_root().join(lab)
+    shortpath::dataplane::PinRoot::shortpath().path().join(lab)
 }
 
 #[test]

@@ -75,7 +75,7 @@ impl Inventory {
             ifindex,
         };
         Some(NodeSpec {
-            lab: self.name.clone(),
+            pin_root: super::pin_root(&self.name),
             node: node.name.clone(),
             netns: node.netns.clone(),
             nic: port(&node.nic.name, node.nic.ifindex),

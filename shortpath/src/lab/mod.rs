@@ -55,6 +55,13 @@ pub enum LabError {
     },
 }
 
+/// Where a lab's nodes keep their pins: `/sys/fs/bpf/shortpath/<lab>/`.
+pub fn pin_root(lab: &LabName) -> shortpath_dataplane::PinRoot {
+    shortpath_dataplane::PinRoot::shortpath()
+        .join(lab)
+        .expect("a lab name is a valid pin directory name")
+}
+
 /// Loads a ready lab's state.
 pub fn ready_state(name: &LabName) -> Result<LabState, LabError> {
     match state::load(name).map_err(LabError::State)? {

@@ -13,7 +13,6 @@ use std::{
 };
 
 use aya::{
-    include_bytes_aligned,
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::BtfTracePoint,
     Btf as KernelBtf, Ebpf, EbpfLoader,
@@ -22,8 +21,7 @@ use shortpath_common::trace::{Offsets, TraceEvent};
 
 use super::{btf::Btf, TraceError};
 
-/// The tracer programs, built by `build.rs`.
-static TRACE_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-trace"));
+use shortpath_dataplane::object::TRACE_OBJECT;
 
 /// A tracepoint the tracer attaches to (the program has its name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kernel;
+#[path = "../../../shortpath-dataplane/tests/support/packet.rs"]
 pub mod packet;
 
 use std::{

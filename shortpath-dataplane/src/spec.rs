@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::names::{LabName, NodeName};
+use crate::{names::NodeName, pins::PinRoot};
 
 /// A device in the node namespace that gets a program.
 #[derive(Clone, Debug, Serialize)]
@@ -26,11 +26,11 @@ pub struct PodSpec {
     pub addrs: Vec<IpAddr>,
 }
 
-/// One node of a lab (or the real node under the CNI plugin).
+/// One node: a lab's, or a real one under the agent.
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeSpec {
-    /// Owner of the pins: `/sys/fs/bpf/shortpath/<lab>/<node>/`.
-    pub lab: LabName,
+    /// The node's pins are in `<pin_root>/<node>/`.
+    pub pin_root: PinRoot,
     pub node: NodeName,
     pub netns: String,
     pub nic: Port,

@@ -20,6 +20,10 @@ use super::{DataplaneError, Hook};
 /// The TC programs (`from_nic`, `from_pod`) and their maps.
 pub static TC_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-tc"));
 
+/// The kernel path tracer's programs (used by `shortpath trace`).
+pub static TRACE_OBJECT: &[u8] =
+    include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-trace"));
+
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 const GLOBAL_MODE: &str = "MODE";

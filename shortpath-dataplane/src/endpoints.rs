@@ -58,7 +58,7 @@ pub fn sync<T: std::borrow::BorrowMut<MapData>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::{PodSpec, Port};
+    use crate::{PinRoot, PodSpec, Port};
 
     #[test]
     fn one_entry_per_pod_address() {
@@ -74,7 +74,7 @@ mod tests {
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
         };
         let spec = NodeSpec {
-            lab: "t".parse().unwrap(),
+            pin_root: PinRoot::shortpath(),
             node: "n".parse().unwrap(),
             netns: "t-n".into(),
             nic: Port {

@@ -73,7 +73,7 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
         // kernel shows on the node's devices goes, whatever was recorded;
         // detaching is atomic per hook too.
         kernel::detach_everything(&spec.netns)?;
-        if let Some(pins) = NodePins::existing(&spec.lab, &spec.node)? {
+        if let Some(pins) = NodePins::existing(&spec.pin_root, &spec.node)? {
             remove_link_pins(&pins, &[])?;
             for hook in [Hook::FromNic, Hook::FromPod] {
                 pins::unpin(&pins.prog(hook.program()))?;
@@ -86,7 +86,7 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
     }
 
     prepare(spec)?;
-    let pins = NodePins::create(&spec.lab, &spec.node)?;
+    let pins = NodePins::create(&spec.pin_root, &spec.node)?;
     let mut obj = TcObject::load(fast, Some(&pins.maps()))?;
     endpoints::sync(&mut obj.endpoints()?, &endpoints::entries(spec))?;
     for hook in [Hook::FromNic, Hook::FromPod] {
@@ -279,7 +279,7 @@ pub struct ProgramStatus {
 /// Every port of a node with what the kernel has attached and the
 /// counters. Call inside the node namespace.
 pub fn status(spec: &NodeSpec) -> Result<Vec<ProgramStatus>, DataplaneError> {
-    let pins = NodePins::existing(&spec.lab, &spec.node)?;
+    let pins = NodePins::existing(&spec.pin_root, &spec.node)?;
     let counts = match pins
         .as_ref()
         .map(|p| aya::maps::MapData::from_pin(p.maps().join(super::object::MAP_COUNTERS)))

@@ -1,20 +1,32 @@
-//! The eBPF dataplane: loading the TC programs, attaching them to a node's
-//! NIC and pod veths, keeping the endpoint map in step, switching modes in
-//! place, and reading the counters back.
+//! shortpath's eBPF dataplane as a library: loading the TC programs,
+//! attaching them to a node's NIC and pod veths, keeping the endpoint map
+//! in step, switching modes in place, reading counters and the kernel's
+//! view back.
 //!
-//! It works on a [`NodeSpec`] (devices and pods of one node), so the lab,
-//! the CNI plugin and tests drive it the same way.
+//! It is keyed by a node identity ([`NodeName`]) and a pin root
+//! ([`PinRoot`]) and knows nothing of labs: the lab, the node agent
+//! (`shortpathd`) and the CNI plugin drive it the same way.
+//!
+//! Beside it, the plumbing they all share: [`netns`] (namespace threads),
+//! [`nl`] (netlink), [`securefs`] (checked directories), [`names`]
+//! (validated names), [`privileges`] and [`sysctl`].
 
 mod attach;
 pub mod counters;
 mod endpoints;
 mod error;
 pub mod kernel;
+pub mod names;
+pub mod netns;
+pub mod nl;
 pub mod object;
 mod pins;
+pub mod privileges;
+pub mod securefs;
 mod spec;
 mod state;
 mod sys;
+pub mod sysctl;
 
 use std::{fmt, str::FromStr};
 
@@ -24,8 +36,9 @@ use shortpath_common::mode::FastPath;
 pub use attach::{apply, prepare, status, ProgramStatus};
 pub use endpoints::entries as endpoint_entries;
 pub use error::{DataplaneError, VERIFIER_LOG_ENV};
+pub use names::{NodeName, PinName};
 pub use object::TcObject;
-pub use pins::{remove_lab as remove_pins, root as pin_root, NodePins};
+pub use pins::{NodePins, PinRoot, PinRootError, BPFFS};
 pub use spec::{NodeSpec, PodSpec, Port};
 pub use state::DataplaneState;
 
