@@ -10,7 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# 1. Debian packages. llvm-22-dev matches the LLVM inside rustc (bpf-linker links against it).
+# 1. Debian packages. llvm-22-dev matches the LLVM inside the eBPF toolchain's
+#    rustc (bpf-linker links against it).
 APT_PACKAGES=(
   llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev  # bpf-linker build
   iproute2 nftables iputils-ping                      # lab, tests
@@ -31,18 +32,33 @@ else
   log "apt packages present"
 fi
 
-# 2. Rust toolchains: stable for userspace, nightly + rust-src for the eBPF crate.
+# 2. Rust toolchains: stable for userspace; for the eBPF crate the dated nightly
+#    (with its components) that shortpath-ebpf/rust-toolchain.toml names, the
+#    one place it is written down (shortpath-dataplane/build.rs reads it too).
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v rustup >/dev/null || { echo "setup: rustup not found; install Rust via https://rustup.rs first" >&2; exit 1; }
-rustup toolchain list | grep -q '^nightly' || { log "installing nightly toolchain"; rustup toolchain install nightly --profile minimal; }
-if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
-  log "adding rust-src to nightly"
-  rustup component add rust-src --toolchain nightly
+toolchain_file="$(dirname "$0")/../shortpath-ebpf/rust-toolchain.toml"
+ebpf_toolchain=$(sed -n 's/^channel *= *"\(.*\)".*/\1/p' "$toolchain_file")
+ebpf_components=$(sed -n 's/^components *= *\[\(.*\)\].*/\1/p' "$toolchain_file" | grep -o '[A-Za-z0-9_-]\+' | tr '\n' ' ')
+[ -n "$ebpf_toolchain" ] || { echo "setup: no channel in $toolchain_file" >&2; exit 1; }
+if rustup toolchain list | grep -q "^$ebpf_toolchain"; then
+  log "$ebpf_toolchain present"
 else
-  log "nightly rust-src present"
+  log "installing $ebpf_toolchain (the eBPF crate's toolchain)"
+  rustup toolchain install "$ebpf_toolchain" --profile minimal
 fi
+installed=$(rustup component list --toolchain "$ebpf_toolchain" --installed)
+for c in $ebpf_components; do
+  if grep -q "^$c" <<<"$installed"; then
+    log "$ebpf_toolchain $c present"
+  else
+    log "adding $c to $ebpf_toolchain"
+    rustup component add "$c" --toolchain "$ebpf_toolchain"
+  fi
+done
 
-# 3. bpf-linker 0.13.0 built against LLVM 22 (must match rustc's LLVM major).
+# 3. bpf-linker 0.13.0 built against LLVM 22 (must match the LLVM major of the
+#    eBPF toolchain's rustc: `rustc +<channel> -vV`).
 want="bpf-linker v0.13.0"
 if cargo install --list | grep -q "^$want"; then
   log "$want present"
