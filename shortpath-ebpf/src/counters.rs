@@ -5,6 +5,10 @@ use shortpath_common::counters::{CounterKey, Reason};
 use crate::maps::COUNTERS;
 
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value, the key and the 1 get a second stack slot (from_nic: +4 bytes of stack, +11 instructions)"
+)]
 pub fn count(ifindex: u32, reason: Reason) {
     let key = CounterKey {
         ifindex,

@@ -27,7 +27,7 @@ const PACKET_HOST: u32 = 0;
 pub fn run(ctx: &TcContext) -> i32 {
     // SAFETY: reading a field of the program's own context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let (action, reason) = forward(ctx).unwrap_or_else(|reason| (TC_ACT_OK as i32, reason));
+    let (action, reason) = forward(ctx).unwrap_or_else(|reason| (TC_ACT_OK, reason));
     count(ifindex, reason);
     action
 }

@@ -43,8 +43,8 @@ pub fn run(ctx: &TcContext) -> i32 {
 #[inline(always)]
 fn verdict(reason: Reason) -> i32 {
     match reason.verdict() {
-        Verdict::Drop => TC_ACT_SHOT as i32,
-        _ => TC_ACT_OK as i32,
+        Verdict::Drop => TC_ACT_SHOT,
+        _ => TC_ACT_OK,
     }
 }
 

@@ -15,12 +15,12 @@ const PACKET_HOST: u32 = 0;
 
 #[inline(always)]
 fn verdict(rc: i64, reason: Reason) -> (i32, Reason) {
-    if rc as i32 == TC_ACT_REDIRECT as i32 {
-        (TC_ACT_REDIRECT as i32, reason)
+    if rc as i32 == TC_ACT_REDIRECT {
+        (TC_ACT_REDIRECT, reason)
     } else {
         // Only invalid flags make these helpers fail; the frame is already
         // rewritten, so it must not reach the stack as if untouched.
-        (TC_ACT_SHOT as i32, Reason::DropRedirectError)
+        (TC_ACT_SHOT, Reason::DropRedirectError)
     }
 }
 

@@ -135,5 +135,5 @@ pub fn wanted(ev: &TraceEvent) -> bool {
     let h = u32::from_ne_bytes(ev.saddr)
         ^ u32::from_ne_bytes(ev.daddr)
         ^ (ev.ip_id as u32).wrapping_mul(2_654_435_761);
-    h.wrapping_mul(2_246_822_519) % sample == 0
+    h.wrapping_mul(2_246_822_519).is_multiple_of(sample)
 }
