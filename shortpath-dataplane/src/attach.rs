@@ -44,22 +44,25 @@ fn ports(spec: &NodeSpec) -> Vec<(Port, Hook)> {
 /// node's namespace.
 pub fn prepare(spec: &NodeSpec) -> Result<(), DataplaneError> {
     for (port, hook) in ports(spec) {
-        match tc::qdisc_add_clsact(&port.ifname) {
-            Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Ok(()) => {}
-            Err(e) => {
-                return Err(DataplaneError::Attach {
-                    netns: spec.netns.clone(),
-                    program: hook.program(),
-                    ifname: port.ifname.clone(),
-                    ifindex: port.ifindex,
-                    attach: "clsact qdisc",
-                    source: Box::new(e.into()),
-                })
-            }
-        }
+        prepare_port(&spec.netns, &port, hook)?;
     }
     Ok(())
+}
+
+/// [`prepare`] for one port.
+pub(crate) fn prepare_port(netns: &str, port: &Port, hook: Hook) -> Result<(), DataplaneError> {
+    match tc::qdisc_add_clsact(&port.ifname) {
+        Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Ok(()) => Ok(()),
+        Err(e) => Err(DataplaneError::Attach {
+            netns: netns.to_owned(),
+            program: hook.program(),
+            ifname: port.ifname.clone(),
+            ifindex: port.ifindex,
+            attach: "clsact qdisc",
+            source: Box::new(e.into()),
+        }),
+    }
 }
 
 /// Brings one node to `mode` with programs attached the `attach` way,
@@ -100,37 +103,50 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
             })?;
     }
     for (port, hook) in &ports {
-        let prog = obj.program(*hook)?;
-        let wrap = |source| DataplaneError::Attach {
-            netns: spec.netns.clone(),
-            program: hook.program(),
-            ifname: port.ifname.clone(),
-            ifindex: port.ifindex,
-            attach: attach.as_str(),
-            source: Box::new(source),
-        };
-        match attach {
-            AttachKind::Tcx => attach_tcx(prog, &pins, port).map_err(wrap)?,
-            AttachKind::Tc => attach_tc(prog, port).map_err(wrap)?,
-        }
-        // Anything else of ours on the port — the other attach kind after a
-        // tc ↔ tcx switch, leftovers of an interrupted run — goes now.
-        // Nothing is lost either way: after tc → tcx the new TCX program
-        // runs before cls_bpf and its verdict ends the chain; after tcx →
-        // tc the old TCX program keeps handling packets until its link is
-        // detached, and from then on the new filter does.
-        let keep = own_attachment(&pins, port, attach)?;
-        let links = kernel::Links::read(&spec.netns)?;
-        for a in kernel::attachments(&spec.netns, port, &links)? {
-            if !keep.matches(&a) {
-                kernel::detach(&spec.netns, port, &a)?;
-            }
-        }
+        attach_port(&spec.netns, &pins, obj.program(*hook)?, *hook, port, attach)?;
     }
     // Link pins are kept only for the TCX links of ports in use.
     match attach {
         AttachKind::Tcx => remove_link_pins(&pins, &ports)?,
         AttachKind::Tc => remove_link_pins(&pins, &[])?,
+    }
+    Ok(())
+}
+
+/// Attaches `prog` (the program for `hook`) to `port` the `attach` way,
+/// replacing ours in place, then removes anything else of ours there.
+pub(crate) fn attach_port(
+    netns: &str,
+    pins: &NodePins,
+    prog: &mut SchedClassifier,
+    hook: Hook,
+    port: &Port,
+    attach: AttachKind,
+) -> Result<(), DataplaneError> {
+    let wrap = |source| DataplaneError::Attach {
+        netns: netns.to_owned(),
+        program: hook.program(),
+        ifname: port.ifname.clone(),
+        ifindex: port.ifindex,
+        attach: attach.as_str(),
+        source: Box::new(source),
+    };
+    match attach {
+        AttachKind::Tcx => attach_tcx(prog, pins, port).map_err(wrap)?,
+        AttachKind::Tc => attach_tc(prog, port).map_err(wrap)?,
+    }
+    // Anything else of ours on the port — the other attach kind after a
+    // tc ↔ tcx switch, leftovers of an interrupted run — goes now.
+    // Nothing is lost either way: after tc → tcx the new TCX program
+    // runs before cls_bpf and its verdict ends the chain; after tcx →
+    // tc the old TCX program keeps handling packets until its link is
+    // detached, and from then on the new filter does.
+    let keep = own_attachment(pins, port, attach)?;
+    let links = kernel::Links::read(netns)?;
+    for a in kernel::attachments(netns, port, &links)? {
+        if !keep.matches(&a) {
+            kernel::detach(netns, port, &a)?;
+        }
     }
     Ok(())
 }
@@ -236,7 +252,7 @@ fn attach_tc(prog: &mut SchedClassifier, port: &Port) -> Result<(), ProgramError
 /// Link pins of devices that are not (or no longer) ports: deleted pods, or
 /// every one of them when `ports` is empty. A pinned link is detached
 /// before its pin goes, so it stops at once.
-fn remove_link_pins(pins: &NodePins, ports: &[(Port, Hook)]) -> Result<(), DataplaneError> {
+pub(crate) fn remove_link_pins(pins: &NodePins, ports: &[(Port, Hook)]) -> Result<(), DataplaneError> {
     let Ok(entries) = std::fs::read_dir(pins.links()) else {
         return Ok(());
     };

@@ -296,3 +296,9 @@ pub fn port_view(atts: &[Attachment]) -> PortView {
         extra: atts.len().saturating_sub(usize::from(main.is_some())),
     }
 }
+
+/// Run time (ns) and runs of a loaded program, counted by the kernel while
+/// `kernel.bpf_stats_enabled` is 1 (both 0 otherwise).
+pub fn run_stats(prog_id: u32) -> std::io::Result<(u64, u64)> {
+    sys::prog_run_stats(prog_id)
+}

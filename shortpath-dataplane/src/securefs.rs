@@ -206,6 +206,62 @@ pub fn open_file(dir: &SecureDir, name: &str, mode: u32) -> Result<File, SecureD
     Ok(unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) })
 }
 
+/// Reads file `name` of the checked directory; `None` if it does not
+/// exist. A symlink is refused, not followed.
+pub fn read_file(dir: &SecureDir, name: &str) -> io::Result<Option<String>> {
+    let fd = match openat(
+        &dir.fd,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => {
+            return Err(io::Error::new(
+                io::Error::from(e).kind(),
+                format!("{}: {e}", dir.path.join(name).display()),
+            ))
+        }
+    };
+    let mut s = String::new();
+    io::Read::read_to_string(&mut File::from(fd), &mut s)?;
+    Ok(Some(s))
+}
+
+/// Writes file `name` of the checked directory atomically: a temporary
+/// file (mode 0600), synced, renamed over it. A reader sees the old or the
+/// new contents, never a part; a crash leaves at most `<name>.tmp`.
+pub fn write_atomic(dir: &SecureDir, name: &str, contents: &[u8]) -> io::Result<()> {
+    let tmp = format!("{name}.tmp");
+    let fd = openat(
+        &dir.fd,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    let mut f = File::from(fd);
+    io::Write::write_all(&mut f, contents)?;
+    f.sync_data()?;
+    drop(f);
+    nix::fcntl::renameat(&dir.fd, tmp.as_str(), &dir.fd, name)?;
+    Ok(())
+}
+
+/// [`write_atomic`] of `value` as pretty JSON.
+pub fn write_json<T: serde::Serialize>(dir: &SecureDir, name: &str, value: &T) -> io::Result<()> {
+    let text = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    write_atomic(dir, name, &text)
+}
+
+/// Removes file `name` of the checked directory; missing is fine.
+pub fn remove_file(dir: &SecureDir, name: &str) -> io::Result<()> {
+    match nix::unistd::unlinkat(&dir.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether `path` is still the file behind `file` (not unlinked or
 /// replaced since it was opened).
 pub fn same_file(file: &File, path: &Path) -> bool {

@@ -207,3 +207,18 @@ pub fn array_value(fd: &impl AsRawFd, value_size: usize) -> io::Result<Vec<u8>> 
     bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)?;
     Ok(value)
 }
+
+/// `run_time_ns` and `run_cnt` of program `id` (`bpf_prog_info`, byte
+/// offsets 192 and 200): non-zero only while `kernel.bpf_stats_enabled`.
+pub fn prog_run_stats(id: u32) -> io::Result<(u64, u64)> {
+    let mut attr = Attr::default();
+    attr.0[0] = id;
+    let fd = owned(bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?);
+    let mut info = [0u64; 32];
+    let mut attr = Attr::default();
+    attr.0[0] = fd.as_raw_fd() as u32;
+    attr.0[1] = std::mem::size_of_val(&info) as u32;
+    attr.set_u64(2, info.as_mut_ptr() as u64);
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok((info[192 / 8], info[200 / 8]))
+}

@@ -10,6 +10,8 @@
 //! - [`names`], [`runtime`], [`fault`]: the lab's validated names, per-lab
 //!   state and the one-writer lock, fault points for tests.
 //! - [`lab`]: the article's topology in network namespaces.
+//! - [`agent`]: `shortpathd`, the node agent that runs the dataplane on a
+//!   node and serves its local API.
 //! - [`control`]: keeps a lab and its dataplane in step.
 //! - [`bench`], [`trace`], [`report`]: the proof: load generator, per-packet
 //!   kernel path tracer, and the article reproduced as a report.
@@ -17,6 +19,7 @@
 pub use shortpath_dataplane as dataplane;
 pub use shortpath_dataplane::{netns, nl, privileges, securefs, sysctl};
 
+pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod control;

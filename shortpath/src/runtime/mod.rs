@@ -10,13 +10,8 @@
 mod lock;
 
 use std::{
-    io::{self, Read as _, Write as _},
+    io,
     path::{Path, PathBuf},
-};
-
-use nix::{
-    fcntl::{openat, renameat, OFlag},
-    sys::stat::Mode,
 };
 
 pub use lock::{LabLock, LockError, Wait};
@@ -54,62 +49,23 @@ fn sec_io(e: SecureDirError) -> io::Error {
 /// Reads state file `name` of `lab`; `None` if the lab or the file does not
 /// exist. Symlinks are not followed.
 pub fn read_state(lab: &LabName, name: &str) -> io::Result<Option<String>> {
-    let Some(dir) = existing_lab_dir(lab).map_err(sec_io)? else {
-        return Ok(None);
-    };
-    let fd = match openat(
-        dir.fd(),
-        name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT) => return Ok(None),
-        Err(e) => {
-            return Err(io::Error::new(
-                io::Error::from(e).kind(),
-                format!("{}: {e}", dir.path.join(name).display()),
-            ))
-        }
-    };
-    let mut s = String::new();
-    std::fs::File::from(fd).read_to_string(&mut s)?;
-    Ok(Some(s))
+    match existing_lab_dir(lab).map_err(sec_io)? {
+        Some(dir) => securefs::read_file(&dir, name),
+        None => Ok(None),
+    }
 }
 
-/// Writes state file `name` atomically (a temporary file renamed over it),
-/// as the holder of the lab's lock.
+/// Writes state file `name` atomically, as the holder of the lab's lock.
 pub fn write_state(lock: &LabLock, name: &str, contents: &str) -> io::Result<()> {
-    let dir = lock.dir();
-    let tmp = format!("{name}.tmp");
-    let fd = openat(
-        dir.fd(),
-        tmp.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(0o600),
-    )?;
-    let mut f = std::fs::File::from(fd);
-    f.write_all(contents.as_bytes())?;
-    f.sync_data()?;
-    drop(f);
-    renameat(dir.fd(), tmp.as_str(), dir.fd(), name)?;
-    Ok(())
+    securefs::write_atomic(lock.dir(), name, contents.as_bytes())
 }
 
 /// Serializes `value` as pretty JSON into state file `name` (atomic).
 pub fn write_json<T: serde::Serialize>(lock: &LabLock, name: &str, value: &T) -> io::Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
-    write_state(lock, name, &text)
+    securefs::write_json(lock.dir(), name, value)
 }
 
 /// Removes state file `name`; missing is fine.
 pub fn remove_state(lock: &LabLock, name: &str) -> io::Result<()> {
-    match nix::unistd::unlinkat(
-        lock.dir().fd(),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    ) {
-        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    securefs::remove_file(lock.dir(), name)
 }

@@ -1,0 +1,262 @@
+//! One node's dataplane driven piece by piece: the API the node agent and
+//! the CNI plugin use (the lab applies whole [`NodeSpec`]s with
+//! [`crate::apply`]). Everything runs in the caller's network namespace:
+//! the node's.
+//!
+//! - [`Node::open`] makes sure the node's maps are pinned, so endpoints
+//!   live in the kernel from the first one on, whatever the mode.
+//! - [`Node::setting`] reads what the kernel runs on the node's ports.
+//! - [`Node::apply`] switches mode or attach kind (in place, atomically per
+//!   port).
+//! - [`Node::put_endpoint`] / [`Node::remove_endpoint`] change one pod:
+//!   its map entries and its host veth's program, without reloading
+//!   anything.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use aya::maps::{HashMap, Map, MapData, PerCpuHashMap};
+use aya::programs::SchedClassifier;
+use serde::Serialize;
+use shortpath_common::endpoint::{Endpoint, EndpointKey, AF_INET, AF_INET6};
+
+use crate::{
+    attach::{self, ProgramStatus},
+    counters::{self, ReasonCounts},
+    endpoints, kernel,
+    object::{MAP_COUNTERS, MAP_ENDPOINTS},
+    pins::{self, NodePins, PinRoot},
+    AttachKind, DataplaneError, Hook, Mode, NodeName, NodeSpec, PodSpec, Port, TcObject,
+};
+
+/// What the kernel runs on a node's ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Setting {
+    /// One mode and attach kind everywhere (bridge: nothing attached).
+    Uniform {
+        mode: Mode,
+        attach: Option<AttachKind>,
+    },
+    /// Ports disagree (an interrupted switch, or a port added behind our
+    /// back): applying any mode repairs it.
+    Mixed,
+}
+
+/// A node: its NIC, its pin directory, and a label for messages.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub pin_root: PinRoot,
+    pub name: NodeName,
+    /// The namespace, as messages name it.
+    pub netns: String,
+    pub nic: Port,
+}
+
+fn key_addr(k: &EndpointKey) -> Option<IpAddr> {
+    match k.family {
+        AF_INET => Some(IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])),
+        AF_INET6 => Some(IpAddr::from(k.addr)),
+        _ => None,
+    }
+}
+
+impl Node {
+    /// Opens the node, creating its pin directories and pinned maps if they
+    /// are not there. Existing pins are adopted as they are: nothing is
+    /// flushed, detached or reloaded.
+    pub fn open(
+        pin_root: PinRoot,
+        name: NodeName,
+        netns: String,
+        nic: Port,
+    ) -> Result<Self, DataplaneError> {
+        let node = Self {
+            pin_root,
+            name,
+            netns,
+            nic,
+        };
+        let pins = node.pins()?;
+        if !pins.maps().join(MAP_ENDPOINTS).exists() || !pins.maps().join(MAP_COUNTERS).exists() {
+            // Loading the object creates and pins the maps; its programs
+            // are never loaded into the kernel here.
+            let fast = Mode::Peer.fast_path().expect("peer is a fast path");
+            drop(TcObject::load(fast, Some(&pins.maps()))?);
+        }
+        Ok(node)
+    }
+
+    fn pins(&self) -> Result<NodePins, DataplaneError> {
+        NodePins::create(&self.pin_root, &self.name)
+    }
+
+    /// The whole node as [`crate::apply`] and [`crate::status`] take it.
+    pub fn spec(&self, pods: &[PodSpec]) -> NodeSpec {
+        NodeSpec {
+            pin_root: self.pin_root.clone(),
+            node: self.name.clone(),
+            netns: self.netns.clone(),
+            nic: self.nic.clone(),
+            pods: pods.to_vec(),
+        }
+    }
+
+    /// What the kernel runs on the NIC and the pods' host veths.
+    pub fn setting(&self, pods: &[PodSpec]) -> Result<Setting, DataplaneError> {
+        let links = kernel::Links::read(&self.netns)?;
+        let mut seen = None;
+        let ports = std::iter::once(&self.nic).chain(pods.iter().map(|p| &p.host_if));
+        for port in ports {
+            let view = kernel::port_view(&kernel::attachments(&self.netns, port, &links)?);
+            if view.extra > 0 || (view.attach.is_some() && view.mode.is_none()) {
+                return Ok(Setting::Mixed);
+            }
+            let this = (view.mode.unwrap_or(Mode::Bridge), view.attach);
+            match seen {
+                None => seen = Some(this),
+                Some(s) if s == this => {}
+                Some(_) => return Ok(Setting::Mixed),
+            }
+        }
+        let (mode, attach) = seen.expect("the NIC is always a port");
+        Ok(Setting::Uniform { mode, attach })
+    }
+
+    /// Brings the node to `mode`: see [`crate::apply`]. The endpoint map
+    /// ends up holding exactly `pods`.
+    pub fn apply(
+        &self,
+        mode: Mode,
+        attach: AttachKind,
+        pods: &[PodSpec],
+    ) -> Result<(), DataplaneError> {
+        attach::apply(&self.spec(pods), mode, attach)?;
+        if mode == Mode::Bridge {
+            // No program holds the map in bridge mode; it stays pinned and
+            // keeps the endpoints for the next fast mode.
+            let mut map = self.endpoint_map()?;
+            endpoints::sync(&mut map, &endpoints::entries(&self.spec(pods)))?;
+        }
+        Ok(())
+    }
+
+    fn endpoint_map(&self) -> Result<HashMap<MapData, EndpointKey, Endpoint>, DataplaneError> {
+        let path = self.pins()?.maps().join(MAP_ENDPOINTS);
+        let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
+        HashMap::try_from(Map::HashMap(md)).map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))
+    }
+
+    /// The endpoint map as the kernel has it: pod address → entry.
+    pub fn endpoints(&self) -> Result<BTreeMap<IpAddr, Endpoint>, DataplaneError> {
+        let map = self.endpoint_map()?;
+        let mut out = BTreeMap::new();
+        for kv in map.iter() {
+            let (k, v) = kv.map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
+            if let Some(a) = key_addr(&k) {
+                out.insert(a, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Packets per reason, by attach ifindex.
+    pub fn counters(&self) -> Result<BTreeMap<u32, ReasonCounts>, DataplaneError> {
+        let path = self.pins()?.maps().join(MAP_COUNTERS);
+        let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_COUNTERS, e))?;
+        let map = Map::PerCpuHashMap(md);
+        let map =
+            PerCpuHashMap::try_from(&map).map_err(|e| DataplaneError::map(MAP_COUNTERS, e))?;
+        counters::read(&map)
+    }
+
+    /// Adds or updates one pod: its addresses point at its host veth (any
+    /// other address that pointed there is removed), and in a fast mode the
+    /// node's pinned `from_pod` is attached to the host veth. `setting` is
+    /// the node's current one ([`Node::setting`]); a mixed node gets only
+    /// the map entries (the next [`Node::apply`] attaches).
+    pub fn put_endpoint(&self, pod: &PodSpec, setting: Setting) -> Result<(), DataplaneError> {
+        let mut map = self.endpoint_map()?;
+        let want = endpoints::entries(&self.spec(std::slice::from_ref(pod)));
+        let err = |e| DataplaneError::map(MAP_ENDPOINTS, e);
+        let stale: Vec<EndpointKey> = map
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, v)| v.ifindex == pod.host_if.ifindex && !want.contains_key(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &stale {
+            map.remove(k).map_err(err)?;
+        }
+        for (k, v) in &want {
+            map.insert(k, v, 0).map_err(err)?;
+        }
+        if let Setting::Uniform {
+            mode,
+            attach: Some(kind),
+        } = setting
+        {
+            if mode.fast_path().is_some() {
+                self.attach_pod(&pod.host_if, kind)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches the pinned `from_pod` to a host veth.
+    fn attach_pod(&self, port: &Port, kind: AttachKind) -> Result<(), DataplaneError> {
+        let pins = self.pins()?;
+        let path = pins.prog(Hook::FromPod.program());
+        let mut prog = SchedClassifier::from_pin(&path)
+            .map_err(|e| DataplaneError::program(Hook::FromPod.program(), e))?;
+        if kind == AttachKind::Tc {
+            attach::prepare_port(&self.netns, port, Hook::FromPod)?;
+        }
+        attach::attach_port(&self.netns, &pins, &mut prog, Hook::FromPod, port, kind)
+    }
+
+    /// Removes one pod: its addresses leave the map, and if its host veth
+    /// still exists our program leaves it. Idempotent.
+    pub fn remove_endpoint(&self, addrs: &[IpAddr], host_if: &Port) -> Result<(), DataplaneError> {
+        let mut map = self.endpoint_map()?;
+        for a in addrs {
+            match map.remove(&endpoints::key(*a)) {
+                Ok(()) => {}
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(DataplaneError::map(MAP_ENDPOINTS, e)),
+            }
+        }
+        let links = kernel::Links::read(&self.netns)?;
+        for a in kernel::attachments(&self.netns, host_if, &links)? {
+            kernel::detach(&self.netns, host_if, &a)?;
+        }
+        let pins = self.pins()?;
+        let link = pins.link(&host_if.ifname);
+        crate::sys::detach_pinned_link(&link).ok();
+        pins::unpin(&link)
+    }
+
+    /// Every port with what the kernel has attached and its counters.
+    pub fn status(&self, pods: &[PodSpec]) -> Result<Vec<ProgramStatus>, DataplaneError> {
+        attach::status(&self.spec(pods))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_keys_read_back_as_addresses() {
+        for a in ["172.17.1.2", "fd00::2", "0.0.0.0"] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(key_addr(&endpoints::key(ip)), Some(ip));
+        }
+        let bad = EndpointKey {
+            family: 7,
+            ..Default::default()
+        };
+        assert_eq!(key_addr(&bad), None);
+    }
+}
