@@ -36,6 +36,10 @@ pub enum LabCommand {
         /// How programs attach: tcx (Linux ≥ 6.6, default there) or tc.
         #[arg(long)]
         attach: Option<AttachKind>,
+        /// Run shortpathd in every node namespace: pods become its
+        /// endpoints, and `mode` switches through it.
+        #[arg(long)]
+        agent: bool,
     },
     /// Remove everything of a lab (idempotent, also after a crash).
     Down {
@@ -99,6 +103,7 @@ pub async fn run(
             force,
             mode,
             attach,
+            agent,
             ..
         } => {
             let name = lab_name();
@@ -114,7 +119,7 @@ pub async fn run(
             let touches_existing = force || lab::load_state(&name)?.is_none();
             let plan = session::or_undo(
                 &ctx,
-                async { Ok(control::up(&lock, &cfg, force, mode, attach).await?) },
+                async { Ok(control::up(&lock, &cfg, force, mode, attach, agent).await?) },
                 async || {
                     if !touches_existing {
                         return Ok("nothing was changed".into());
@@ -273,6 +278,32 @@ fn status_text(inv: &Inventory, dp: &DataplaneStatus) -> String {
     if !dp.programs.is_empty() {
         out.push('\n');
         out += &super::mode::counters_table(&dp.programs).to_string();
+    }
+    if let Some(agents) = &dp.agents {
+        out.push('\n');
+        let mut t = Table::new(["AGENT", "STATE", "PID", "ENDPOINTS", "SOCKET"]);
+        for a in agents {
+            let h = |k: &str| {
+                a.health
+                    .as_ref()
+                    .and_then(|h| h.get(k))
+                    .map_or_else(|| "-".to_owned(), ToString::to_string)
+            };
+            let state = match (&a.health, &a.error) {
+                (Some(h), _) if h.get("ready") == Some(&serde_json::Value::Bool(true)) => "ready".to_owned(),
+                (Some(_), _) => "starting".to_owned(),
+                (None, Some(e)) => format!("down: {e}"),
+                (None, None) => "down".to_owned(),
+            };
+            t.row([
+                a.node.clone(),
+                state,
+                h("pid"),
+                h("endpoints"),
+                a.socket.display().to_string(),
+            ]);
+        }
+        out += &t.to_string();
     }
     out
 }

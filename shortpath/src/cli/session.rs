@@ -107,7 +107,7 @@ pub async fn with_lab<T>(
                 Some(cfg) => {
                     restore = Some(Restore::Remove);
                     eprintln!("{why}: building lab {name}");
-                    control::up(&lock, cfg, false, Mode::Bridge, None).await?;
+                    control::up(&lock, cfg, false, Mode::Bridge, None, false).await?;
                 }
                 None => restore = Some(Restore::Mode(current_setting(name).await?)),
             }

@@ -6,6 +6,12 @@
 //! is attached is read back from it, and the lab's `dataplane.json` only
 //! records the last setting asked for; `status` reports a drift when the
 //! two disagree, and `set_mode` starts from what the kernel has.
+//!
+//! A lab built with agents ([`agents`]) has one `shortpathd` per node: the
+//! pods are its endpoints and modes are switched through it, so each node
+//! has one writer.
+
+pub mod agents;
 
 use serde::Serialize;
 
@@ -43,6 +49,8 @@ pub enum ControlError {
     },
     #[error(transparent)]
     Fault(#[from] Fault),
+    #[error(transparent)]
+    Agents(#[from] agents::AgentsError),
 }
 
 /// The setting recorded for `lab` (bridge if none was).
@@ -83,6 +91,7 @@ pub async fn up(
     force: bool,
     mode: Mode,
     attach: Option<AttachKind>,
+    with_agents: bool,
 ) -> Result<lab::plan::Plan, ControlError> {
     if force {
         down(lock).await?;
@@ -91,7 +100,18 @@ pub async fn up(
     let ready = async {
         record(lock, &DataplaneState::default())?;
         prepare(lock).await?;
-        if mode != Mode::Bridge {
+        if with_agents {
+            let attach = attach.unwrap_or_else(AttachKind::best);
+            let inv = lab::inventory(lock.lab()).await?;
+            agents::start(lock, &inv, mode, attach).await?;
+            record(
+                lock,
+                &DataplaneState {
+                    mode,
+                    attach: (mode != Mode::Bridge).then_some(attach),
+                },
+            )?;
+        } else if mode != Mode::Bridge {
             set_mode(lock, mode, attach).await?;
         }
         Ok::<_, ControlError>(())
@@ -133,6 +153,28 @@ pub async fn set_mode(
         .or(now.attach)
         .or(now.recorded.attach)
         .unwrap_or_else(AttachKind::best);
+    if agents::enabled(lab) {
+        // Each node's agent is its one writer.
+        agents::set_mode(lock, &inv, mode, attach).await?;
+    } else {
+        apply_each(lock, &inv, mode, attach).await?;
+    }
+    let st = DataplaneState {
+        mode,
+        attach: (mode != Mode::Bridge).then_some(attach),
+    };
+    record(lock, &st)?;
+    Ok(st)
+}
+
+/// [`dataplane::apply`] on every node, from the lab's own process.
+async fn apply_each(
+    lock: &LabLock,
+    inv: &Inventory,
+    mode: Mode,
+    attach: AttachKind,
+) -> Result<(), ControlError> {
+    let lab = lock.lab();
     for (i, node) in inv.nodes.iter().enumerate() {
         if i > 0 {
             fault::point("mode-between-nodes").await?;
@@ -150,12 +192,7 @@ pub async fn set_mode(
                 source: Box::new(source),
             })?;
     }
-    let st = DataplaneState {
-        mode,
-        attach: (mode != Mode::Bridge).then_some(attach),
-    };
-    record(lock, &st)?;
-    Ok(st)
+    Ok(())
 }
 
 /// The mode the kernel runs, read from what is attached to every port.
@@ -210,6 +247,9 @@ pub struct DataplaneStatus {
     pub drift: Option<String>,
     /// Every port, with what the kernel has attached and the counters.
     pub programs: Vec<ProgramStatus>,
+    /// Each node's agent, when the lab runs agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<agents::AgentStatus>>,
 }
 
 pub async fn status(inv: &Inventory) -> Result<DataplaneStatus, ControlError> {
@@ -234,6 +274,7 @@ pub async fn status(inv: &Inventory) -> Result<DataplaneStatus, ControlError> {
         recorded,
         drift,
         programs,
+        agents: agents::status(inv).await,
     })
 }
 
@@ -322,6 +363,8 @@ fn setting(mode: Mode, attach: Option<AttachKind>) -> String {
 /// the programs on them, alive after the lab is gone.
 pub async fn down(lock: &LabLock) -> Result<(), ControlError> {
     if let Some(st) = lab::load_state(lock.lab()).map_err(LabError::State)? {
+        let names: Vec<String> = st.plan.nodes.iter().map(|n| n.name.to_string()).collect();
+        agents::stop(lock.lab(), &names).await;
         for node in &st.plan.nodes {
             let ns = Netns::new(&node.netns);
             if !ns.exists() {
@@ -337,11 +380,15 @@ pub async fn down(lock: &LabLock) -> Result<(), ControlError> {
     }
     lab::pin_root(lock.lab()).remove_all()?;
     lab::down(lock).await?;
-    runtime::remove_state(lock, DATAPLANE_FILE).map_err(|source| ControlError::State {
-        lab: lock.lab().clone(),
-        file: DATAPLANE_FILE,
-        source,
-    })
+    let _ = std::fs::remove_dir_all(runtime::lab_dir(lock.lab()).join("agents"));
+    for file in [agents::AGENTS_FILE, DATAPLANE_FILE] {
+        runtime::remove_state(lock, file).map_err(|source| ControlError::State {
+            lab: lock.lab().clone(),
+            file,
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
