@@ -38,8 +38,12 @@ pub enum Request {
         attach: Option<AttachKind>,
     },
     /// Adds an endpoint, or updates the one with the same id.
-    EndpointAdd { endpoint: EndpointRequest },
-    EndpointRemove { id: String },
+    EndpointAdd {
+        endpoint: EndpointRequest,
+    },
+    EndpointRemove {
+        id: String,
+    },
     EndpointList,
 }
 
@@ -190,10 +194,13 @@ impl Client {
             .write_all(format!("{}\n", line.trim_end()).as_bytes())
             .map_err(io)?;
         let mut out = String::new();
-        let n = self.reader.read_line(&mut out).map_err(|source| ClientError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let n = self
+            .reader
+            .read_line(&mut out)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         if n == 0 {
             return Err(ClientError::Io {
                 path: self.path.clone(),
@@ -207,11 +214,10 @@ impl Client {
     pub fn call(&mut self, req: &Request) -> Result<Value, ClientError> {
         let line = serde_json::to_string(req).expect("requests serialize");
         let out = self.raw(&line)?;
-        let resp: Response =
-            serde_json::from_str(&out).map_err(|_| ClientError::Garbled {
-                path: self.path.clone(),
-                line: out.clone(),
-            })?;
+        let resp: Response = serde_json::from_str(&out).map_err(|_| ClientError::Garbled {
+            path: self.path.clone(),
+            line: out.clone(),
+        })?;
         match (resp.ok, resp.result, resp.error) {
             (true, r, _) => Ok(r.unwrap_or(Value::Null)),
             (false, _, Some(e)) => Err(ClientError::Api(e)),

@@ -72,7 +72,12 @@ impl Agent {
             ifname: cfg.iface.clone(),
             source,
         })?;
-        let node = Node::open(cfg.pin_root.clone(), cfg.node.clone(), cfg.netns_label(), nic)?;
+        let node = Node::open(
+            cfg.pin_root.clone(),
+            cfg.node.clone(),
+            cfg.netns_label(),
+            nic,
+        )?;
         let records: BTreeMap<EndpointId, Record> = match store.read::<Vec<Record>>(RECORDS) {
             Ok(Some(v)) => v.into_iter().map(|r| (r.id.clone(), r)).collect(),
             Ok(None) => BTreeMap::new(),
@@ -318,7 +323,11 @@ impl Agent {
             }
             return Err(internal(e));
         }
-        let verb = if previous.is_some() { "updated" } else { "added" };
+        let verb = if previous.is_some() {
+            "updated"
+        } else {
+            "added"
+        };
         tracing::info!(endpoint = %record.id, host_if = %record.host_if, ifindex = record.ifindex, addrs = ?record.addrs, "endpoint {verb}");
         self.records.insert(record.id.clone(), record.clone());
         self.save()?;
@@ -326,7 +335,8 @@ impl Agent {
     }
 
     pub fn remove(&mut self, id: &str) -> Result<Value, ApiError> {
-        let id = EndpointId::new(id).map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
+        let id =
+            EndpointId::new(id).map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
         let Some(r) = self.records.get(&id).cloned() else {
             return Err(ApiError::new(
                 ErrorCode::NotFound,

@@ -56,7 +56,10 @@ impl FromStr for PodCidrs {
                     net.trunc()
                 ));
             }
-            if nets.iter().any(|n| n.addr().is_ipv4() == net.addr().is_ipv4()) {
+            if nets
+                .iter()
+                .any(|n| n.addr().is_ipv4() == net.addr().is_ipv4())
+            {
                 return Err(format!(
                     "more than one IPv{} pod CIDR in {s:?}: give one IPv4 and at most one IPv6",
                     if net.addr().is_ipv4() { 4 } else { 6 }
@@ -75,7 +78,8 @@ pub fn check_ifname(s: &str) -> Result<(), String> {
         && s.len() < 16
         && s != "."
         && s != ".."
-        && s.bytes().all(|c| c.is_ascii_graphic() && c != b'/' && c != b':');
+        && s.bytes()
+            .all(|c| c.is_ascii_graphic() && c != b'/' && c != b':');
     if ok {
         Ok(())
     } else {
@@ -218,7 +222,10 @@ mod tests {
         let c: PodCidrs = "10.1.0.0/24,fd00:1::/64".parse().unwrap();
         assert!(c.contains(&"10.1.0.9".parse().unwrap()));
         assert!(!c.contains(&"10.2.0.9".parse().unwrap()));
-        assert!("10.1.0.5/24".parse::<PodCidrs>().unwrap_err().contains("did you mean 10.1.0.0/24"));
+        assert!("10.1.0.5/24"
+            .parse::<PodCidrs>()
+            .unwrap_err()
+            .contains("did you mean 10.1.0.0/24"));
         assert!("10.1.0.0/24,10.2.0.0/24".parse::<PodCidrs>().is_err());
         assert!("banana".parse::<PodCidrs>().is_err());
         assert!("".parse::<PodCidrs>().is_err());
@@ -235,12 +242,48 @@ mod tests {
             (req(&[]), "no addresses"),
             (req(&["10.1.0.5", "10.1.0.6"]), "at most one IPv4"),
             (req(&["10.1.0.5", "10.1.0.5"]), "given twice"),
-            (EndpointRequest { id: "../x".into(), ..req(&["10.1.0.5"]) }, "invalid endpoint name"),
-            (EndpointRequest { host_if: "a/b".into(), ..req(&["10.1.0.5"]) }, "invalid interface name"),
-            (EndpointRequest { host_if: "x".repeat(16), ..req(&["10.1.0.5"]) }, "invalid interface name"),
-            (EndpointRequest { pod_mac: "ff:ff:ff:ff:ff:ff".into(), ..req(&["10.1.0.5"]) }, "not a unicast"),
-            (EndpointRequest { pod_mac: "02:00:00".into(), ..req(&["10.1.0.5"]) }, "invalid MAC"),
-            (EndpointRequest { mtu: Some(10), ..req(&["10.1.0.5"]) }, "MTU 10"),
+            (
+                EndpointRequest {
+                    id: "../x".into(),
+                    ..req(&["10.1.0.5"])
+                },
+                "invalid endpoint name",
+            ),
+            (
+                EndpointRequest {
+                    host_if: "a/b".into(),
+                    ..req(&["10.1.0.5"])
+                },
+                "invalid interface name",
+            ),
+            (
+                EndpointRequest {
+                    host_if: "x".repeat(16),
+                    ..req(&["10.1.0.5"])
+                },
+                "invalid interface name",
+            ),
+            (
+                EndpointRequest {
+                    pod_mac: "ff:ff:ff:ff:ff:ff".into(),
+                    ..req(&["10.1.0.5"])
+                },
+                "not a unicast",
+            ),
+            (
+                EndpointRequest {
+                    pod_mac: "02:00:00".into(),
+                    ..req(&["10.1.0.5"])
+                },
+                "invalid MAC",
+            ),
+            (
+                EndpointRequest {
+                    mtu: Some(10),
+                    ..req(&["10.1.0.5"])
+                },
+                "MTU 10",
+            ),
         ];
         for (r, want) in cases {
             let e = check(&r, &c).unwrap_err();

@@ -91,15 +91,43 @@ pub fn render(src: &Sources) -> String {
     for (kind, n) in src.events.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         events.get_or_create(&labels(&[("kind", kind)])).inc_by(*n);
     }
-    reg.register("agent_ready", "1 once the agent has adopted or set up the dataplane", up);
-    reg.register("packets", "Packets seen by the dataplane programs, by program, device and reason", packets);
+    reg.register(
+        "agent_ready",
+        "1 once the agent has adopted or set up the dataplane",
+        up,
+    );
+    reg.register(
+        "packets",
+        "Packets seen by the dataplane programs, by program, device and reason",
+        packets,
+    );
     reg.register("endpoints", "Endpoints the agent manages", endpoints);
-    reg.register("mode", "1 for the mode the kernel runs (mixed: ports disagree)", mode);
-    reg.register("reconcile_actions", "Changes made to bring records and the kernel together", actions);
-    reg.register("program_run_time_ns", "Time spent in each program (kernel.bpf_stats_enabled=1 only)", run_ns);
-    reg.register("program_runs", "Runs of each program (kernel.bpf_stats_enabled=1 only)", runs);
+    reg.register(
+        "mode",
+        "1 for the mode the kernel runs (mixed: ports disagree)",
+        mode,
+    );
+    reg.register(
+        "reconcile_actions",
+        "Changes made to bring records and the kernel together",
+        actions,
+    );
+    reg.register(
+        "program_run_time_ns",
+        "Time spent in each program (kernel.bpf_stats_enabled=1 only)",
+        run_ns,
+    );
+    reg.register(
+        "program_runs",
+        "Runs of each program (kernel.bpf_stats_enabled=1 only)",
+        runs,
+    );
     reg.register("api_requests", "API requests by op and outcome", api);
-    reg.register("netlink_events", "Netlink events the agent acted on or counted", events);
+    reg.register(
+        "netlink_events",
+        "Netlink events the agent acted on or counted",
+        events,
+    );
     let mut out = String::new();
     encode(&mut out, &reg).expect("writing to a String");
     out
@@ -131,7 +159,11 @@ pub async fn serve(listener: TcpListener, src: Arc<Sources>) {
                     .unwrap_or_default();
                 ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
             } else {
-                ("404 Not Found", "text/plain", "try GET /metrics\n".to_owned())
+                (
+                    "404 Not Found",
+                    "text/plain",
+                    "try GET /metrics\n".to_owned(),
+                )
             };
             let resp = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -145,6 +145,9 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         _ = int.recv() => "SIGINT",
     };
     let _ = std::fs::remove_file(&cfg.socket);
-    tracing::info!(signal = which, "stopping; the dataplane keeps forwarding (pinned)");
+    tracing::info!(
+        signal = which,
+        "stopping; the dataplane keeps forwarding (pinned)"
+    );
     Ok(())
 }

@@ -93,7 +93,10 @@ async fn connection(
             return Ok(());
         }
         if !line.ends_with('\n') && n as u64 >= MAX_LINE {
-            let e = ApiError::new(ErrorCode::BadRequest, format!("request longer than {MAX_LINE} bytes"));
+            let e = ApiError::new(
+                ErrorCode::BadRequest,
+                format!("request longer than {MAX_LINE} bytes"),
+            );
             write_response(&mut write, Response::from(Err(e))).await?;
             return Ok(());
         }

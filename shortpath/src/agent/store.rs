@@ -20,7 +20,9 @@ pub enum StoreError {
     BadPath { what: &'static str, path: PathBuf },
     #[error(transparent)]
     Dir(#[from] SecureDirError),
-    #[error("another shortpathd runs for this node (state {dir}, held by {holder}); stop it first")]
+    #[error(
+        "another shortpathd runs for this node (state {dir}, held by {holder}); stop it first"
+    )]
     Busy { dir: PathBuf, holder: String },
     #[error("state directory {dir}: {source}")]
     Io {
@@ -41,7 +43,10 @@ pub fn components<'a>(what: &'static str, path: &'a Path) -> Result<Vec<&'a str>
     let rest = s.strip_prefix('/').ok_or_else(bad)?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let parts: Vec<&str> = rest.split('/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
         return Err(bad());
     }
     Ok(parts)

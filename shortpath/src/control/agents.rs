@@ -31,6 +31,8 @@ pub const AGENTS_FILE: &str = "agents.json";
 /// Environment variable naming the agent binary (default: `shortpathd`
 /// beside the running `shortpath`).
 pub const AGENT_BIN_ENV: &str = "SHORTPATHD";
+/// Each agent serves `/metrics` on this port of its node's own loopback.
+pub const METRICS: &str = "127.0.0.1:9464";
 const READY_WITHIN: Duration = Duration::from_secs(10);
 const STOP_WITHIN: Duration = Duration::from_secs(3);
 
@@ -126,12 +128,13 @@ pub async fn start(
 ) -> Result<(), ControlError> {
     let lab = lock.lab();
     let bin = binary()?;
-    runtime::write_json(lock, AGENTS_FILE, &serde_json::json!({ "binary": bin }))
-        .map_err(|source| ControlError::State {
+    runtime::write_json(lock, AGENTS_FILE, &serde_json::json!({ "binary": bin })).map_err(
+        |source| ControlError::State {
             lab: lab.clone(),
             file: AGENTS_FILE,
             source,
-        })?;
+        },
+    )?;
     for node in &inv.nodes {
         let d = dir(lab, &node.name);
         crate::agent::store::ensure_dir("agent state", &d).map_err(|e| AgentsError::Spawn {
@@ -150,7 +153,9 @@ pub async fn start(
             .append(true)
             .open(&log_path)
             .map_err(spawn_err)?;
-        let fd = Netns::new(&node.netns).open().map_err(|e| spawn_err(std::io::Error::other(e)))?;
+        let fd = Netns::new(&node.netns)
+            .open()
+            .map_err(|e| spawn_err(std::io::Error::other(e)))?;
         let mut cmd = Command::new(&bin);
         cmd.arg("--iface")
             .arg(&node.nic.name)
@@ -168,6 +173,8 @@ pub async fn start(
             .arg(lab::pin_root(lab).to_string())
             .arg("--node")
             .arg(node.name.as_str())
+            .arg("--metrics")
+            .arg(METRICS)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(spawn_err)?)
             .stderr(log);
