@@ -252,7 +252,10 @@ fn attach_tc(prog: &mut SchedClassifier, port: &Port) -> Result<(), ProgramError
 /// Link pins of devices that are not (or no longer) ports: deleted pods, or
 /// every one of them when `ports` is empty. A pinned link is detached
 /// before its pin goes, so it stops at once.
-pub(crate) fn remove_link_pins(pins: &NodePins, ports: &[(Port, Hook)]) -> Result<(), DataplaneError> {
+pub(crate) fn remove_link_pins(
+    pins: &NodePins,
+    ports: &[(Port, Hook)],
+) -> Result<(), DataplaneError> {
     let Ok(entries) = std::fs::read_dir(pins.links()) else {
         return Ok(());
     };

@@ -290,7 +290,9 @@ fn status_text(inv: &Inventory, dp: &DataplaneStatus) -> String {
                     .map_or_else(|| "-".to_owned(), ToString::to_string)
             };
             let state = match (&a.health, &a.error) {
-                (Some(h), _) if h.get("ready") == Some(&serde_json::Value::Bool(true)) => "ready".to_owned(),
+                (Some(h), _) if h.get("ready") == Some(&serde_json::Value::Bool(true)) => {
+                    "ready".to_owned()
+                }
                 (Some(_), _) => "starting".to_owned(),
                 (None, Some(e)) => format!("down: {e}"),
                 (None, None) => "down".to_owned(),
