@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use support::{
     packet::{self, ETH_HLEN, V4, V6},
     prog::*,
+    root_or_skip,
 };
 
 // ---------------------------------------------------------------- from_nic
@@ -61,6 +62,7 @@ fn nic(obj: &mut TcObject, frame: &[u8]) -> Run {
 
 #[test]
 fn from_nic_redirects_a_local_pod_over_ipv4_and_ipv6() {
+    root_or_skip!();
     let mut obj = nic_object(FastPath::Redirect);
     let f4 = V4::new(REMOTE4, POD4).build();
     let r = nic(&mut obj, &f4);
@@ -77,6 +79,7 @@ fn from_nic_redirects_a_local_pod_over_ipv4_and_ipv6() {
 
 #[test]
 fn from_nic_peer_mode_redirects_into_the_pod() {
+    root_or_skip!();
     let mut obj = nic_object(FastPath::Peer);
     for frame in [
         V4::new(REMOTE4, POD4).build(),
@@ -92,6 +95,7 @@ fn from_nic_peer_mode_redirects_into_the_pod() {
 
 #[test]
 fn from_nic_ttl_rewrite_keeps_the_checksum_valid_for_every_ttl() {
+    root_or_skip!();
     let mut obj = nic_object(FastPath::Redirect);
     for ttl in [2u8, 3, 64, 128, 255] {
         let mut p = V4::new(REMOTE4, POD4);
@@ -112,6 +116,7 @@ fn from_nic_ttl_rewrite_keeps_the_checksum_valid_for_every_ttl() {
 /// shortpath-common (`csum.rs`).
 #[test]
 fn from_nic_hop_rewrite_keeps_skb_csum_of_checksum_complete_packets() {
+    root_or_skip!();
     let mut obj = nic_object(FastPath::Peer);
     // A frame that goes to the stack untouched tells whether the kernel
     // knows the flag at all.
@@ -154,6 +159,7 @@ fn from_nic_hop_rewrite_keeps_skb_csum_of_checksum_complete_packets() {
 
 #[test]
 fn from_nic_hands_everything_else_to_the_stack_unchanged() {
+    root_or_skip!();
     let mut obj = nic_object(FastPath::Peer);
     let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -238,6 +244,7 @@ fn from_nic_hands_everything_else_to_the_stack_unchanged() {
 
 #[test]
 fn from_nic_truncated_frames_at_every_header_boundary_go_to_the_stack() {
+    root_or_skip!();
     let mut obj = nic_object(FastPath::Redirect);
     let f4 = V4::new(REMOTE4, POD4).build();
     let f6 = V6::new(REMOTE6, POD6).build();
@@ -280,6 +287,7 @@ fn from_nic_truncated_frames_at_every_header_boundary_go_to_the_stack() {
 /// beyond the frame, a bad IPv4 header checksum, a martian source.
 #[test]
 fn from_nic_hands_bad_lengths_checksums_and_martians_to_the_stack() {
+    root_or_skip!();
     let mut obj = nic_object(FastPath::Redirect);
     let mut cases = Vec::new();
 
@@ -382,6 +390,7 @@ fn from_nic_hands_bad_lengths_checksums_and_martians_to_the_stack() {
 
 #[test]
 fn from_nic_gso_packets_are_not_held_to_the_pod_mtu() {
+    root_or_skip!();
     let mut obj = nic_object(FastPath::Peer);
     let mut big = V4::new(REMOTE4, "172.17.1.10");
     big.payload = 200;

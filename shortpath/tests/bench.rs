@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{namespaces_of, ok, require_root, shortpath, stdout, unique_name, TestLab};
+use common::{namespaces_of, ok, root_or_skip, shortpath, stdout, unique_name, TestLab};
 use serde_json::Value;
 
 const MODES: [&str; 4] = ["bridge", "redirect", "peer", "host"];
@@ -51,7 +51,7 @@ fn check_summary(v: &Value, tests: &[&str]) {
 
 #[test]
 fn bench_smoke_over_all_modes_builds_and_removes_its_lab() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("bs");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
@@ -101,6 +101,7 @@ fn bench_smoke_over_all_modes_builds_and_removes_its_lab() {
 
 #[test]
 fn bench_on_an_existing_lab_keeps_it_and_its_mode() {
+    root_or_skip!();
     let lab = TestLab::up_with(
         "bl",
         Some("[[node]]\nname = \"node-a\"\npods = 2\n[[node]]\nname = \"node-b\"\npods = 1\n"),
@@ -140,7 +141,7 @@ fn bench_on_an_existing_lab_keeps_it_and_its_mode() {
 
 #[test]
 fn report_writes_markdown_plots_and_json_and_cleans_up() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("rp");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");

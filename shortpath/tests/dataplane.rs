@@ -7,7 +7,7 @@ mod common;
 
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
-use common::{assert_all_ok, ok, packet, shortpath, stdout, TestLab};
+use common::{assert_all_ok, ok, packet, root_or_skip, shortpath, stdout, TestLab};
 use serde_json::Value;
 use shortpath::{
     lab::netfilter::forwarded_packets,
@@ -161,26 +161,31 @@ fn fast_path_suite(mode: &str, attach: &str) {
 
 #[test]
 fn redirect_mode_with_tcx() {
+    root_or_skip!();
     fast_path_suite("redirect", "tcx");
 }
 
 #[test]
 fn peer_mode_with_tcx() {
+    root_or_skip!();
     fast_path_suite("peer", "tcx");
 }
 
 #[test]
 fn redirect_mode_with_tc() {
+    root_or_skip!();
     fast_path_suite("redirect", "tc");
 }
 
 #[test]
 fn peer_mode_with_tc() {
+    root_or_skip!();
     fast_path_suite("peer", "tc");
 }
 
 #[test]
 fn mode_switches_under_a_udp_stream_lose_nothing() {
+    root_or_skip!();
     let lab = TestLab::up("sw");
     let pods = lab.pod_endpoints();
     let (a, b) = (&pods[0], &pods[1]);
@@ -216,6 +221,7 @@ fn mode_switches_under_a_udp_stream_lose_nothing() {
 
 #[test]
 fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
+    root_or_skip!();
     let lab = TestLab::up_with("pin", None, &["--mode", "peer"]);
     let dir = shortpath::dataplane::PinRoot::shortpath()
         .path()
@@ -311,6 +317,7 @@ fn inject(netns: &str, ifname: &str, frames: Vec<Vec<u8>>) {
 
 #[test]
 fn truncated_frames_on_the_wire_go_to_the_stack() {
+    root_or_skip!();
     let lab = TestLab::up_with("tr", None, &["--mode", "peer"]);
     let v = status(&lab);
     let nic_a_mac = v["nodes"][0]["nic"]["mac"].as_str().unwrap().to_owned();

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use common::{
     packet::{self, Arp, Ext, BROADCAST, ETH_HLEN, V4, V6},
-    TestLab,
+    root_or_skip, TestLab,
 };
 use shortpath::{
     dataplane::{Hook, NodeSpec, TcObject},
@@ -132,6 +132,7 @@ fn enter(netns: &str) -> NetnsGuard {
 
 #[test]
 fn from_pod_drops_spoofed_sources_and_counts_them() {
+    root_or_skip!();
     let lab = TestLab::up_with("ebs", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let _ns = enter(&b.spec.netns);
@@ -157,6 +158,7 @@ fn from_pod_drops_spoofed_sources_and_counts_them() {
 
 #[test]
 fn from_pod_same_node_pod_gets_it_directly() {
+    root_or_skip!();
     let lab = TestLab::up_with("ebl", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let _ns = enter(&b.spec.netns);
@@ -193,6 +195,7 @@ fn from_pod_same_node_pod_gets_it_directly() {
 
 #[test]
 fn from_pod_routes_with_the_fib() {
+    root_or_skip!();
     let lab = TestLab::up_with("ebf", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let node_a = b.inv.node("node-a").unwrap().clone();
@@ -315,6 +318,7 @@ fn from_pod_routes_with_the_fib() {
 /// check, which reads `saddr` at its fixed offset whatever follows.
 #[test]
 fn from_pod_checks_the_source_of_ipv4_options_and_fragments() {
+    root_or_skip!();
     let lab = TestLab::up_with("ebo", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let _ns = enter(&b.spec.netns);
@@ -357,6 +361,7 @@ fn from_pod_checks_the_source_of_ipv4_options_and_fragments() {
 /// the ND rules run before extension headers and fragments go to the stack.
 #[test]
 fn from_pod_checks_the_source_behind_ipv6_extension_headers() {
+    root_or_skip!();
     let lab = TestLab::up_with("ebx", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let _ns = enter(&b.spec.netns);
@@ -437,6 +442,7 @@ fn from_pod_checks_the_source_behind_ipv6_extension_headers() {
 /// the pod's own packet inside, and a double tag.
 #[test]
 fn from_pod_drops_vlan_tagged_frames() {
+    root_or_skip!();
     let lab = TestLab::up_with("ebv", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let _ns = enter(&b.spec.netns);
@@ -470,6 +476,7 @@ fn from_pod_drops_vlan_tagged_frames() {
 /// IP (or 0.0.0.0 for a probe), from its own MAC in both headers.
 #[test]
 fn from_pod_arp_must_come_from_the_pod_itself() {
+    root_or_skip!();
     let lab = TestLab::up_with("eba", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let _ns = enter(&b.spec.netns);
@@ -571,6 +578,7 @@ fn from_pod_arp_must_come_from_the_pod_itself() {
 /// link-local) addresses, never another's, and never act as a router.
 #[test]
 fn from_pod_nd_may_not_claim_other_addresses_or_routes() {
+    root_or_skip!();
     let lab = TestLab::up_with("ebn", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let _ns = enter(&b.spec.netns);
@@ -733,6 +741,7 @@ fn from_pod_nd_may_not_claim_other_addresses_or_routes() {
 /// discover and group-MAC frames go to the stack, never the fast path.
 #[test]
 fn from_pod_drops_what_no_pod_sends_and_keeps_group_frames_off_the_fast_path() {
+    root_or_skip!();
     let lab = TestLab::up_with("ebm", Some(TWO_PODS), &[]);
     let b = pod_bench(&lab);
     let _ns = enter(&b.spec.netns);

@@ -74,6 +74,7 @@ fn assert_clean_bridge(lab: &TestLab) {
 
 #[test]
 fn status_reports_the_kernel_not_the_state_file() {
+    root_or_skip!();
     let lab = TestLab::up_with("kt", None, &["--mode", "peer", "--attach", "tc"]);
     let nss = node_namespaces(&lab);
     let v = status(&lab.name);
@@ -155,11 +156,13 @@ fn fault_between_nodes(attach: &str) {
 
 #[test]
 fn fault_between_nodes_then_bridge_detaches_everything_tcx() {
+    root_or_skip!();
     fault_between_nodes("tcx");
 }
 
 #[test]
 fn fault_between_nodes_then_bridge_detaches_everything_tc() {
+    root_or_skip!();
     fault_between_nodes("tc");
 }
 
@@ -185,6 +188,7 @@ fn delays() -> Vec<u64> {
 
 #[test]
 fn sigkill_at_any_point_of_a_switch_is_repaired_by_mode_bridge() {
+    root_or_skip!();
     let lab = TestLab::up_with("kk", Some(TWO_BY_TWO), &[]);
     let nss = node_namespaces(&lab);
     let mut half = 0;
@@ -242,7 +246,7 @@ fn assert_interrupted(child: Child, code: i32) -> String {
 
 #[test]
 fn sigint_during_lab_up_removes_the_lab_it_was_building() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("ku");
     let child = spawn_shortpath(
         &["lab", "up", "--name", &name, "--mode", "peer"],
@@ -269,6 +273,7 @@ fn sigint_during_lab_up_removes_the_lab_it_was_building() {
 
 #[test]
 fn sigterm_during_a_switch_puts_the_mode_back() {
+    root_or_skip!();
     let lab = TestLab::up_with("kr", None, &["--mode", "redirect", "--attach", "tc"]);
     let child = spawn_shortpath(
         &["mode", "--name", &lab.name, "peer", "--attach", "tcx"],
@@ -295,6 +300,7 @@ fn sigterm_during_a_switch_puts_the_mode_back() {
 
 #[test]
 fn signals_during_bench_and_trace_put_the_lab_back() {
+    root_or_skip!();
     let lab = TestLab::up_with("kb", None, &["--mode", "redirect"]);
     for (args, sig, code) in [
         (
@@ -338,7 +344,7 @@ fn signals_during_bench_and_trace_put_the_lab_back() {
 
 #[test]
 fn signals_during_commands_that_built_their_lab_remove_it() {
-    require_root();
+    root_or_skip!();
     for (cmd, sig, code, after) in [
         ("bench", nix::sys::signal::SIGINT, 130, 3000),
         ("bench", nix::sys::signal::SIGTERM, 143, 300),
@@ -403,6 +409,7 @@ fn tcx_attach_without_link(prog_fd: i32, ifindex: u32) {
 
 #[test]
 fn mode_bridge_also_detaches_programs_attached_without_a_link() {
+    root_or_skip!();
     use std::os::fd::{AsFd as _, AsRawFd as _};
 
     let lab = TestLab::up("kl");

@@ -11,6 +11,7 @@ const T: Duration = Duration::from_secs(3);
 
 #[test]
 fn default_lab_carries_icmp_udp_tcp_both_ways_and_both_families() {
+    root_or_skip!();
     let lab = TestLab::up("dl");
     let pods = lab.pod_endpoints();
     assert_eq!(pods.len(), 2);
@@ -29,6 +30,7 @@ fn default_lab_carries_icmp_udp_tcp_both_ways_and_both_families() {
 
 #[test]
 fn two_nodes_three_pods_full_mesh() {
+    root_or_skip!();
     let cfg = "[[node]]\nname = \"node-a\"\npods = 3\n[[node]]\nname = \"node-b\"\npods = 3\n";
     let lab = TestLab::up_with("m", Some(cfg), &[]);
     let pods = lab.pod_endpoints();
@@ -41,6 +43,7 @@ fn two_nodes_three_pods_full_mesh() {
 
 #[test]
 fn three_nodes_share_a_switch() {
+    root_or_skip!();
     let cfg = "[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[[node]]\nname = \"c\"\n";
     let lab = TestLab::up_with("sw", Some(cfg), &[]);
     assert!(namespaces_of(&lab.name).contains(&format!("{}-switch", lab.name)));
@@ -50,6 +53,7 @@ fn three_nodes_share_a_switch() {
 
 #[test]
 fn ipv4_only_lab_without_netfilter() {
+    root_or_skip!();
     let cfg = "families = [\"ipv4\"]\nnetfilter = \"none\"\n[[node]]\nname = \"node-a\"\n[[node]]\nname = \"node-b\"\n";
     let lab = TestLab::up_with("v4", Some(cfg), &[]);
     let results = probe::probe_all(&lab.pod_endpoints(), 64, T);
@@ -76,6 +80,7 @@ fn ipv4_only_lab_without_netfilter() {
 
 #[test]
 fn cni_bridge_netfilter_is_installed_and_counts_forwarding() {
+    root_or_skip!();
     let lab = TestLab::up("nf");
     let node = lab.plan().nodes[0].netns.clone();
     let ns = shortpath::netns::Netns::new(&node);
@@ -108,6 +113,7 @@ fn cni_bridge_netfilter_is_installed_and_counts_forwarding() {
 
 #[test]
 fn status_json_schema() {
+    root_or_skip!();
     let lab = TestLab::up("st");
     let o = ok(shortpath(&["lab", "status", "--name", &lab.name, "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json is JSON");
@@ -146,6 +152,7 @@ fn status_json_schema() {
 
 #[test]
 fn exec_runs_in_the_namespace_and_returns_the_exit_code() {
+    root_or_skip!();
     let lab = TestLab::up("ex");
     let o = ok(shortpath(&[
         "lab", "exec", "--name", &lab.name, "pod-a", "--", "ip", "-o", "addr", "show", "dev", "ve0",
@@ -174,6 +181,7 @@ fn exec_runs_in_the_namespace_and_returns_the_exit_code() {
 
 #[test]
 fn up_twice_is_refused_unless_forced() {
+    root_or_skip!();
     let lab = TestLab::up("tw");
     let o = shortpath(&["lab", "up", "--name", &lab.name]);
     assert!(!o.status.success());
@@ -184,7 +192,7 @@ fn up_twice_is_refused_unless_forced() {
 
 #[test]
 fn down_removes_everything_and_is_idempotent() {
-    require_root();
+    root_or_skip!();
     let links_before = root_links();
     let name = unique_name("dn");
     ok(shortpath(&["lab", "up", "--name", &name]));
@@ -208,7 +216,7 @@ fn down_removes_everything_and_is_idempotent() {
 
 #[test]
 fn failure_half_way_leaves_nothing_behind() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("ff");
     for step in ["namespaces", "pods"] {
         let o = shortpath_env(
@@ -232,7 +240,7 @@ fn failure_half_way_leaves_nothing_behind() {
 
 #[test]
 fn down_cleans_up_after_a_crash_during_up() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("cr");
     let o = shortpath_env(
         &["lab", "up", "--name", &name],
@@ -252,7 +260,7 @@ fn down_cleans_up_after_a_crash_during_up() {
 
 #[test]
 fn bad_config_creates_nothing() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("bc");
     let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(f.path(), "mtu = 1500\n[[node]]\nname = \"a\"\npod_ipv4 = \"10.0.0.0/8\"\n[[node]]\nname = \"b\"\npod_ipv4 = \"10.1.0.0/16\"\n").unwrap();
@@ -272,6 +280,7 @@ fn bad_config_creates_nothing() {
 
 #[test]
 fn clear_errors_for_bad_names_and_missing_labs() {
+    root_or_skip!(); // as another user, every command stops at the privilege check
     let o = shortpath(&["lab", "up", "--name", "bad/name"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("invalid lab name"), "{}", stderr(&o));
@@ -281,7 +290,7 @@ fn clear_errors_for_bad_names_and_missing_labs() {
 
 #[test]
 fn non_root_gets_one_clear_error() {
-    require_root();
+    root_or_skip!();
     if std::process::Command::new("setpriv")
         .arg("--version")
         .output()

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 #[test]
 fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
+    root_or_skip!();
     let lab = TestLab::up("lp");
     let nss: Vec<String> = lab.plan().nodes.iter().map(|n| n.netns.clone()).collect();
     let ports = 4;
@@ -63,7 +64,7 @@ fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
 
 #[test]
 fn a_second_writer_waits_or_fails_at_once_and_force_never_tears_down_a_build() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("lw");
     let builder = spawn_shortpath(
         &["lab", "up", "--name", &name],
@@ -118,7 +119,7 @@ fn a_second_writer_waits_or_fails_at_once_and_force_never_tears_down_a_build() {
 
 #[test]
 fn commands_on_a_missing_lab_leave_no_runtime_directory() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("lm");
     let o = shortpath(&["mode", "--name", &name, "peer"]);
     assert!(!o.status.success());

@@ -69,7 +69,7 @@ fn commands(name: &str, out: &Path) -> Vec<Vec<String>> {
 
 #[test]
 fn every_command_refuses_bad_lab_names_with_one_line_and_touches_nothing() {
-    require_root();
+    root_or_skip!();
     let leaf = format!("sp-sentinel-{}", std::process::id());
     let tmp = tempfile::Builder::new()
         .prefix("sp-sentinel-")
@@ -121,7 +121,7 @@ fn every_command_refuses_bad_lab_names_with_one_line_and_touches_nothing() {
 
 #[test]
 fn bad_node_and_pod_names_in_a_config_create_nothing() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("bn");
     for (cfg, needle) in [
         (

@@ -28,7 +28,7 @@ fn as_nobody(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_command_checks_privileges_first_with_one_message() {
-    require_root();
+    root_or_skip!();
     let commands: &[&[&str]] = &[
         &["lab", "up"],
         &["lab", "up", "--force"],
@@ -67,7 +67,7 @@ fn every_command_checks_privileges_first_with_one_message() {
 
 #[test]
 fn bpffs_is_mounted_private_when_shortpath_mounts_it() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("bm");
     // A private mount namespace without bpffs on /sys/fs/bpf: the lab's
     // namespaces, pins and mount live and die inside it.
@@ -102,6 +102,7 @@ fn pin_dir(lab: &str) -> std::path::PathBuf {
 
 #[test]
 fn pin_directories_others_can_write_or_do_not_own_are_refused() {
+    root_or_skip!();
     let lab = TestLab::up_with("pd", None, &["--mode", "peer"]);
     let dir = pin_dir(&lab.name);
     let set_mode = |m: u32| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m));
@@ -133,6 +134,7 @@ fn pin_directories_others_can_write_or_do_not_own_are_refused() {
 
 #[test]
 fn symlinks_inside_pin_paths_are_never_followed() {
+    root_or_skip!();
     let lab = TestLab::up_with("sy", None, &["--mode", "peer"]);
     let sentinel = Path::new("/sys/fs/bpf").join(format!("sp-symlink-{}", std::process::id()));
     std::fs::create_dir_all(sentinel.join("keep")).unwrap();

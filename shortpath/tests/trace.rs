@@ -7,7 +7,7 @@ mod common;
 use std::{process::Command, thread, time::Duration};
 
 use common::{
-    namespaces_of, ok, require_root, shortpath, shortpath_env, stderr, stdout, unique_name,
+    namespaces_of, ok, root_or_skip, shortpath, shortpath_env, stderr, stdout, unique_name,
     TestLab, BIN,
 };
 use serde_json::Value;
@@ -39,6 +39,7 @@ const PACKETS: u64 = 500;
 
 #[test]
 fn each_mode_takes_the_path_the_article_describes() {
+    root_or_skip!();
     let lab = TestLab::up("tr");
     let v = trace_json(&[
         "--name",
@@ -142,6 +143,7 @@ fn each_mode_takes_the_path_the_article_describes() {
 
 #[test]
 fn probes_to_an_address_without_a_pod_are_dropped_with_a_reason() {
+    root_or_skip!();
     let lab = TestLab::up("trd");
     // In node-b's pod subnet, but no pod has it: node-b cannot resolve it.
     let v = trace_json(&[
@@ -178,7 +180,7 @@ fn probes_to_an_address_without_a_pod_are_dropped_with_a_reason() {
 
 #[test]
 fn trace_builds_its_own_lab_prints_a_path_and_cleans_up() {
-    require_root();
+    root_or_skip!();
     let name = unique_name("tro");
     let o = ok(shortpath(&[
         "trace",
@@ -209,6 +211,7 @@ fn trace_builds_its_own_lab_prints_a_path_and_cleans_up() {
 
 #[test]
 fn follow_traces_live_traffic_of_the_current_mode() {
+    root_or_skip!();
     let lab = TestLab::up("trf");
     ok(shortpath(&["mode", "--name", &lab.name, "redirect"]));
     // Live traffic: a bench run of udp_rr in the current mode.
@@ -258,6 +261,7 @@ fn follow_traces_live_traffic_of_the_current_mode() {
 
 #[test]
 fn a_kernel_without_optional_tracepoints_gets_nulls_and_a_message() {
+    root_or_skip!();
     let lab = TestLab::up("trk");
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("t.json");
