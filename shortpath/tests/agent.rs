@@ -536,6 +536,31 @@ fn stale_endpoints_are_reconciled_on_start_and_on_veth_removal() {
         metric(&m, "shortpath_netlink_events_total{kind=\"link_deleted\"}").unwrap_or(0) >= 1,
         "{m}"
     );
+
+    // Records lost (state file gone): the map's entries are adopted under
+    // the device's name, and the first real add on that device takes over.
+    let (pid, argv) = agent_process(&lab, "node-a");
+    kill9(pid);
+    std::fs::remove_file(format!(
+        "/run/shortpath/{}/agents/node-a/endpoints.json",
+        lab.name
+    ))
+    .unwrap();
+    restart(&lab, "node-a", &argv);
+    let l = call(&s, json!({"op":"endpoint_list"}));
+    let e = &l["endpoints"][0]["endpoint"];
+    assert_eq!(
+        (e["adopted"].clone(), e["id"].clone()),
+        (json!(true), e["host_if"].clone()),
+        "{l}"
+    );
+    let again =
+        json!({"id":"pod-a","host_if":e["host_if"],"addrs":e["addrs"],"pod_mac":e["pod_mac"]});
+    call(&s, json!({"op":"endpoint_add","endpoint":again}));
+    let l = call(&s, json!({"op":"endpoint_list"}));
+    assert_eq!(l["endpoints"].as_array().unwrap().len(), 1, "{l}");
+    assert_eq!(l["endpoints"][0]["endpoint"]["id"], "pod-a", "{l}");
+    assert_eq!(l["map_entries"], 2, "{l}");
 }
 
 #[test]

@@ -211,6 +211,7 @@ impl Agent {
                         pod_mac: crate::nl::Mac(e.pod_mac),
                         host_mac: crate::nl::Mac(e.host_mac),
                         mtu: e.mtu,
+                        adopted: true,
                     };
                     tracing::info!(endpoint = %id, ifindex, "map entries without a record: adopted");
                     self.records.insert(id, r);
@@ -284,10 +285,17 @@ impl Agent {
                 }
             }
         }
+        // A record adopted from the map gives way to the first real one.
+        let adopted: Vec<EndpointId> = self
+            .records
+            .values()
+            .filter(|r| r.adopted && r.ifindex == link.index && r.id != c.id)
+            .map(|r| r.id.clone())
+            .collect();
         if let Some(other) = self
             .records
             .values()
-            .find(|r| r.ifindex == link.index && r.id != c.id)
+            .find(|r| r.ifindex == link.index && r.id != c.id && !r.adopted)
         {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -305,6 +313,7 @@ impl Agent {
             pod_mac: c.pod_mac,
             host_mac: link.mac,
             mtu: c.mtu.unwrap_or(link.mtu),
+            adopted: false,
         };
         let previous = self.records.get(&c.id).cloned();
         if let Some(prev) = &previous {
@@ -322,6 +331,10 @@ impl Agent {
                 let _ = self.node.put_endpoint(&prev.pod(), self.setting);
             }
             return Err(internal(e));
+        }
+        for id in adopted {
+            self.records.remove(&id);
+            tracing::info!(endpoint = %record.id, adopted = %id, "endpoint takes over an adopted one");
         }
         let verb = if previous.is_some() {
             "updated"

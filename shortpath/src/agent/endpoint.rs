@@ -181,6 +181,11 @@ pub struct Record {
     pub pod_mac: Mac,
     pub host_mac: Mac,
     pub mtu: u32,
+    /// Found in the kernel's map without a record (named after its
+    /// device); the first client to add an endpoint on that device takes
+    /// it over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 impl Record {
