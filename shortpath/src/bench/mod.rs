@@ -2,6 +2,7 @@
 //! the host floor (node to node over the same link), in one run, with
 //! interleaved rounds so machine drift hits every mode alike.
 
+pub mod agent;
 pub mod load;
 pub mod plot;
 mod result;

@@ -5,6 +5,7 @@
 //! line and nothing touched if it is not one), then checks privileges;
 //! commands that change a lab take its lock and run under a [`session`].
 
+mod agent_bench;
 mod bench;
 mod interrupt;
 mod lab;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Trace each mode's per-packet kernel path: devices, softirqs,
     /// backlog enqueues, route lookups, path time, drops.
     Trace(trace::TraceArgs),
+    /// Measure shortpathd: API latency, idle memory and CPU, restart to
+    /// ready while adopting many endpoints (builds its own lab).
+    AgentBench(agent_bench::AgentBenchArgs),
 }
 
 impl Command {
@@ -68,6 +72,7 @@ impl Command {
             Command::Bench(a) => Some(&a.name),
             Command::Report(a) => Some(&a.name),
             Command::Trace(a) => Some(&a.name),
+            Command::AgentBench(a) => Some(&a.name),
         }
     }
 
@@ -105,5 +110,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             report::run(args, name.expect("report takes a name"), &ctx()?).await
         }
         Command::Trace(args) => trace::run(args, name.expect("trace takes a name"), &ctx()?).await,
+        Command::AgentBench(args) => {
+            agent_bench::run(args, name.expect("agent-bench takes a name"), &ctx()?).await
+        }
     }
 }

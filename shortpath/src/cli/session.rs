@@ -45,6 +45,8 @@ pub enum LabUse {
     /// Always a new lab from this config, removed afterwards; an existing
     /// lab of that name is an error.
     BuildNew(Config),
+    /// As `BuildNew`, with a shortpathd per node, in peer mode.
+    BuildNewWithAgents(Config),
 }
 
 /// What the session puts back at the end.
@@ -92,12 +94,13 @@ pub async fn with_lab<T>(
 ) -> anyhow::Result<T> {
     let lock = ctx.lock(name).await?;
     let exists = lab::load_state(name)?.is_some();
-    let build = match lab_use {
-        LabUse::BuildNew(_) if exists => anyhow::bail!(
+    let (build, agents) = match lab_use {
+        LabUse::BuildNew(_) | LabUse::BuildNewWithAgents(_) if exists => anyhow::bail!(
             "lab {name} exists; {why} builds its own: remove it (shortpath lab down --name {name}) or pass another --name"
         ),
-        LabUse::BuildNew(cfg) => Some(cfg),
-        LabUse::BuildIfMissing(cfg) => (!exists).then_some(cfg),
+        LabUse::BuildNew(cfg) => (Some(cfg), false),
+        LabUse::BuildNewWithAgents(cfg) => (Some(cfg), true),
+        LabUse::BuildIfMissing(cfg) => ((!exists).then_some(cfg), false),
     };
     let mut restore = None;
     let started = ctx
@@ -107,7 +110,8 @@ pub async fn with_lab<T>(
                 Some(cfg) => {
                     restore = Some(Restore::Remove);
                     eprintln!("{why}: building lab {name}");
-                    control::up(&lock, cfg, false, Mode::Bridge, None, false).await?;
+                    let mode = if agents { Mode::Peer } else { Mode::Bridge };
+                    control::up(&lock, cfg, false, mode, None, agents).await?;
                 }
                 None => restore = Some(Restore::Mode(current_setting(name).await?)),
             }

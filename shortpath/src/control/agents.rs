@@ -136,89 +136,114 @@ pub async fn start(
         },
     )?;
     for node in &inv.nodes {
-        let d = dir(lab, &node.name);
-        crate::agent::store::ensure_dir("agent state", &d).map_err(|e| AgentsError::Spawn {
-            lab: lab.clone(),
-            node: node.name.to_string(),
-            source: std::io::Error::other(e),
-        })?;
-        let log_path = d.join("agent.log");
-        let spawn_err = |source| AgentsError::Spawn {
-            lab: lab.clone(),
-            node: node.name.to_string(),
-            source,
-        };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(spawn_err)?;
-        let fd = Netns::new(&node.netns)
-            .open()
-            .map_err(|e| spawn_err(std::io::Error::other(e)))?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--iface")
-            .arg(&node.nic.name)
-            .arg("--pod-cidr")
-            .arg(cidrs(node))
-            .arg("--mode")
-            .arg(mode.as_str())
-            .arg("--attach")
-            .arg(attach.as_str())
-            .arg("--state-dir")
-            .arg(&d)
-            .arg("--socket")
-            .arg(socket(lab, &node.name))
-            .arg("--pin-root")
-            .arg(lab::pin_root(lab).to_string())
-            .arg("--node")
-            .arg(node.name.as_str())
-            .arg("--metrics")
-            .arg(METRICS)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(spawn_err)?)
-            .stderr(log);
-        // SAFETY: only async-signal-safe calls (setns, setsid) between fork
-        // and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                netns::enter_in_child(&fd)?;
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(spawn_err)?;
-        // It outlives us: reap it only if it dies while we wait.
-        let started = Instant::now();
-        let ready = loop {
-            let lab = lab.clone();
-            let name = node.name.to_string();
-            let r = tokio::task::spawn_blocking(move || call(&lab, &name, &Request::Health))
-                .await
-                .expect("health call does not panic");
-            match r {
-                Ok(v) if v.get("ready") == Some(&Value::Bool(true)) => break true,
-                _ if started.elapsed() > READY_WITHIN => break false,
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
-        if !ready {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            return Err(AgentsError::NotReady {
-                lab: lab.clone(),
-                node: node.name.to_string(),
-                log: log_path.display().to_string(),
-                tail: log_tail(&log_path),
-            }
-            .into());
-        }
-        std::mem::forget(child);
+        launch(lab, node, Some((mode, attach))).await?;
         register(lab, inv, node).await?;
     }
     Ok(())
+}
+
+/// Kills node `node`'s agent (SIGKILL: no goodbye) and starts it again
+/// without a mode, so it adopts what the kernel runs. Returns the new pid
+/// and how long it took from spawn to ready.
+pub async fn restart(lab: &LabName, node: &NodeInfo) -> Result<(u32, Duration), ControlError> {
+    if let Some(pid) = agent_pid(lab, &node.name) {
+        use nix::sys::signal::{kill, Signal};
+        let _ = kill(pid, Signal::SIGKILL);
+        let t = Instant::now();
+        while kill(pid, None).is_ok() && t.elapsed() < STOP_WITHIN {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    Ok(launch(lab, node, None).await?)
+}
+
+/// Starts node `node`'s agent in its namespace, detached, and waits until
+/// it answers ready.
+async fn launch(
+    lab: &LabName,
+    node: &NodeInfo,
+    setting: Option<(Mode, AttachKind)>,
+) -> Result<(u32, Duration), AgentsError> {
+    let bin = binary()?;
+    let d = dir(lab, &node.name);
+    let spawn_err = |source| AgentsError::Spawn {
+        lab: lab.clone(),
+        node: node.name.to_string(),
+        source,
+    };
+    crate::agent::store::ensure_dir("agent state", &d)
+        .map_err(|e| spawn_err(std::io::Error::other(e)))?;
+    let log_path = d.join("agent.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(spawn_err)?;
+    let fd = Netns::new(&node.netns)
+        .open()
+        .map_err(|e| spawn_err(std::io::Error::other(e)))?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("--iface")
+        .arg(&node.nic.name)
+        .arg("--pod-cidr")
+        .arg(cidrs(node));
+    if let Some((mode, attach)) = setting {
+        cmd.arg("--mode")
+            .arg(mode.as_str())
+            .arg("--attach")
+            .arg(attach.as_str());
+    }
+    cmd.arg("--state-dir")
+        .arg(&d)
+        .arg("--socket")
+        .arg(socket(lab, &node.name))
+        .arg("--pin-root")
+        .arg(lab::pin_root(lab).to_string())
+        .arg("--node")
+        .arg(node.name.as_str())
+        .arg("--metrics")
+        .arg(METRICS)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(spawn_err)?)
+        .stderr(log);
+    // SAFETY: only async-signal-safe calls (setns, setsid) between fork
+    // and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            netns::enter_in_child(&fd)?;
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let child = cmd.spawn().map_err(spawn_err)?;
+    let pid = child.id();
+    // It outlives us: it is reaped by init once we are gone.
+    std::mem::forget(child);
+    loop {
+        let (l, name) = (lab.clone(), node.name.to_string());
+        let r = tokio::task::spawn_blocking(move || call(&l, &name, &Request::Health))
+            .await
+            .expect("health call does not panic");
+        match r {
+            Ok(v) if v.get("ready") == Some(&Value::Bool(true)) && v.get("pid") == Some(&pid.into()) => {
+                return Ok((pid, started.elapsed()))
+            }
+            _ if started.elapsed() > READY_WITHIN => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                return Err(AgentsError::NotReady {
+                    lab: lab.clone(),
+                    node: node.name.to_string(),
+                    log: log_path.display().to_string(),
+                    tail: log_tail(&log_path),
+                });
+            }
+            _ => tokio::time::sleep(Duration::from_millis(2)).await,
+        }
+    }
 }
 
 /// Registers the node's pods with its agent (id: the pod's name).
