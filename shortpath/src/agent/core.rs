@@ -46,6 +46,17 @@ pub struct Agent {
     pub ready: bool,
 }
 
+/// Loading the eBPF object (ELF, BTF) allocates several MiB that glibc
+/// keeps in its arenas once freed; hand them back so an idle agent stays
+/// small.
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Internal, e.to_string())
 }
@@ -119,6 +130,7 @@ impl Agent {
             agent.apply(want_mode, want_attach)?;
         }
         agent.ready = true;
+        trim_heap();
         let startup = Startup {
             adopted,
             setting: agent.setting,
@@ -144,7 +156,9 @@ impl Agent {
     }
 
     fn apply(&mut self, mode: Mode, attach: AttachKind) -> Result<(), DataplaneError> {
-        self.node.apply(mode, attach, &self.pods())?;
+        let applied = self.node.apply(mode, attach, &self.pods());
+        trim_heap();
+        applied?;
         self.setting = Setting::Uniform {
             mode,
             attach: (mode != Mode::Bridge).then_some(attach),
@@ -231,7 +245,7 @@ impl Agent {
             .cloned()
             .collect();
         for r in missing {
-            self.node.put_endpoint(&r.pod(), self.setting)?;
+            self.node.put_endpoint(&r.pod(), &[], self.setting)?;
             tracing::info!(endpoint = %r.id, "map entries missing: written back");
             self.count("map_entry_restored", 1);
         }
@@ -268,11 +282,9 @@ impl Agent {
             ));
         }
         // An address may move only from a device that is gone.
-        let kernel = self.node.endpoints().map_err(internal)?;
-        let live = host::devices();
         for a in &c.addrs {
-            if let Some(e) = kernel.get(a) {
-                if e.ifindex != link.index && live.contains_key(&e.ifindex) {
+            if let Some(e) = self.node.endpoint(*a).map_err(internal)? {
+                if e.ifindex != link.index && host::exists(e.ifindex) {
                     let owner = self
                         .records
                         .values()
@@ -324,11 +336,12 @@ impl Agent {
                     .map_err(internal)?;
             }
         }
-        if let Err(e) = self.node.put_endpoint(&record.pod(), self.setting) {
+        let before: &[IpAddr] = previous.as_ref().map_or(&[], |p| &p.addrs);
+        if let Err(e) = self.node.put_endpoint(&record.pod(), before, self.setting) {
             // Nothing half-done: the record's addresses leave the map again.
             let _ = self.node.remove_endpoint(&record.addrs, &record.port());
             if let Some(prev) = &previous {
-                let _ = self.node.put_endpoint(&prev.pod(), self.setting);
+                let _ = self.node.put_endpoint(&prev.pod(), &[], self.setting);
             }
             return Err(internal(e));
         }

@@ -19,6 +19,13 @@ pub fn devices() -> BTreeMap<u32, String> {
         .unwrap_or_default()
 }
 
+/// Whether device `ifindex` exists (one ioctl).
+pub fn exists(ifindex: u32) -> bool {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes into `buf`.
+    !unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) }.is_null()
+}
+
 fn no_such(name: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
@@ -91,6 +98,7 @@ mod tests {
     fn loopback_is_seen_and_unknown_devices_are_not() {
         assert_eq!(devices().get(&1).map(String::as_str), Some("lo"));
         assert_eq!(port("lo").unwrap().ifindex, 1);
+        assert!(exists(1) && !exists(u32::MAX));
         let e = link("nosuchdev0").unwrap_err();
         assert!(e.to_string().contains("no device"), "{e}");
         // lo is not Ethernet: endpoints must be on veths.

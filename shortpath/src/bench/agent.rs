@@ -19,6 +19,9 @@ use crate::{
     runtime::LabLock,
 };
 
+/// Endpoints added after the switch to tc attachment.
+const TC_ADDS: usize = 100;
+
 /// What one run measured.
 #[derive(Debug, Serialize)]
 pub struct Footprint {
@@ -56,10 +59,7 @@ fn latency(op: &'static str, mut us: Vec<f64>) -> OpLatency {
     }
 }
 
-fn timed(
-    c: &mut Client,
-    req: &Request,
-) -> anyhow::Result<(serde_json::Value, f64)> {
+fn timed(c: &mut Client, req: &Request) -> anyhow::Result<(serde_json::Value, f64)> {
     let t = Instant::now();
     let v = c.call(req)?;
     Ok((v, t.elapsed().as_secs_f64() * 1e6))
@@ -112,8 +112,28 @@ fn address(node: &NodeInfo, i: usize) -> anyhow::Result<IpAddr> {
         .ok_or_else(|| anyhow::anyhow!("node {} has no pod CIDR", node.name))?
         .parse()?;
     let a = u32::from(v4.network()) + 100 + i as u32;
-    anyhow::ensure!(v4.contains(&std::net::Ipv4Addr::from(a)), "the IPv4 pod CIDR is too small for {i} endpoints: give the node an IPv6 pod CIDR");
+    anyhow::ensure!(
+        v4.contains(&std::net::Ipv4Addr::from(a)),
+        "the IPv4 pod CIDR is too small for {i} endpoints: give the node an IPv6 pod CIDR"
+    );
     Ok(IpAddr::V4(a.into()))
+}
+
+fn add_request(node: &NodeInfo, i: usize) -> anyhow::Result<Request> {
+    Ok(Request::EndpointAdd {
+        endpoint: EndpointRequest {
+            id: format!("bench-{i}"),
+            host_if: format!("spd{i}"),
+            addrs: vec![address(node, i)?.to_string()],
+            pod_mac: format!(
+                "02:5b:{:02x}:{:02x}:{:02x}:01",
+                (i >> 16) & 0xff,
+                (i >> 8) & 0xff,
+                i & 0xff
+            ),
+            mtu: None,
+        },
+    })
 }
 
 /// Runs the measurement on the first node of the lab of `lock` (built with
@@ -124,23 +144,16 @@ pub async fn run(lock: &LabLock, endpoints: usize, idle: Duration) -> anyhow::Re
     let inv = lab::inventory(&lab).await?;
     let node = inv.nodes.first().expect("a lab has nodes").clone();
     anyhow::ensure!(agents::enabled(&lab), "lab {lab} runs no agents");
-    add_devices(&node.netns, endpoints)?;
+    // 100 more for adds after a switch to tc.
+    add_devices(&node.netns, endpoints + TC_ADDS)?;
     let sock = agents::socket(&lab, &node.name);
     let n2 = node.clone();
     let (api_us, pid) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let mut c = Client::connect(&sock)?;
         let mut adds = Vec::with_capacity(endpoints);
+        let add = |i| add_request(&n2, i);
         for i in 0..endpoints {
-            let req = Request::EndpointAdd {
-                endpoint: EndpointRequest {
-                    id: format!("bench-{i}"),
-                    host_if: format!("spd{i}"),
-                    addrs: vec![address(&n2, i)?.to_string()],
-                    pod_mac: format!("02:5b:{:02x}:{:02x}:{:02x}:01", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff),
-                    mtu: None,
-                },
-            };
-            adds.push(timed(&mut c, &req)?.1);
+            adds.push(timed(&mut c, &add(i)?)?.1);
         }
         let mut health = Vec::new();
         let mut pid = 0;
@@ -155,9 +168,13 @@ pub async fn run(lock: &LabLock, endpoints: usize, idle: Duration) -> anyhow::Re
             list.push(timed(&mut c, &Request::EndpointList)?.1);
             mode.push(timed(&mut c, &Request::ModeGet)?.1);
         }
-        let mut api = vec![latency("health", health), latency("endpoint_list", list), latency("mode_get", mode)];
+        let mut api = vec![
+            latency("health", health),
+            latency("endpoint_list", list),
+            latency("mode_get", mode),
+        ];
         if !adds.is_empty() {
-            api.insert(0, latency("endpoint_add", adds));
+            api.insert(0, latency("endpoint_add (tcx)", adds));
         }
         Ok((api, pid))
     })
@@ -172,9 +189,33 @@ pub async fn run(lock: &LabLock, endpoints: usize, idle: Duration) -> anyhow::Re
     let rss_kib = status_kib(pid, "VmRSS:")?;
     let peak_rss_kib = status_kib(pid, "VmHWM:")?;
 
+    // The same adds with tc filters: TCX link creation waits for an RCU
+    // grace period in the kernel, a tc filter does not.
+    let (sock, n2) = (agents::socket(&lab, &node.name), node.clone());
+    let tc_part = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut c = Client::connect(&sock)?;
+        let to_tc = Request::ModeSet {
+            mode: crate::dataplane::Mode::Peer,
+            attach: Some(crate::dataplane::AttachKind::Tc),
+        };
+        let (_, switch_us) = timed(&mut c, &to_tc)?;
+        let mut tc_adds = Vec::new();
+        for i in endpoints..endpoints + TC_ADDS {
+            tc_adds.push(timed(&mut c, &add_request(&n2, i)?)?.1);
+        }
+        Ok([
+            latency("mode_set (tcx → tc)", vec![switch_us]),
+            latency("endpoint_add (tc)", tc_adds),
+        ])
+    })
+    .await??;
+    let mut api_us = api_us;
+    api_us.extend(tc_part);
+
     let (new_pid, took) = agents::restart(&lab, &node).await?;
     let sock = agents::socket(&lab, &node.name);
-    let h = tokio::task::spawn_blocking(move || crate::agent::api::call(&sock, &Request::Health)).await??;
+    let h = tokio::task::spawn_blocking(move || crate::agent::api::call(&sock, &Request::Health))
+        .await??;
     let log = std::fs::read_to_string(agents::dir(&lab, &node.name).join("agent.log"))?;
     let adopted = log
         .lines()
@@ -197,7 +238,7 @@ pub async fn run(lock: &LabLock, endpoints: usize, idle: Duration) -> anyhow::Re
 impl Footprint {
     pub fn text(&self) -> String {
         let mut out = format!(
-            "shortpathd with {} endpoints (+ the lab's pod)\n\n",
+            "shortpathd with {} endpoints (+ the lab's pod; {TC_ADDS} more after the switch to tc)\n\n",
             self.endpoints
         );
         let mut t = crate::table::Table::new(["API OP", "CALLS", "P50 µs", "P99 µs", "MAX µs"]);

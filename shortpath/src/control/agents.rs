@@ -226,7 +226,10 @@ async fn launch(
             .await
             .expect("health call does not panic");
         match r {
-            Ok(v) if v.get("ready") == Some(&Value::Bool(true)) && v.get("pid") == Some(&pid.into()) => {
+            Ok(v)
+                if v.get("ready") == Some(&Value::Bool(true))
+                    && v.get("pid") == Some(&pid.into()) =>
+            {
                 return Ok((pid, started.elapsed()))
             }
             _ if started.elapsed() > READY_WITHIN => {
