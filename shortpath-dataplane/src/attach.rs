@@ -88,7 +88,12 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
         return Err(DataplaneError::NoTcx);
     }
 
-    prepare(spec)?;
+    // TCX needs no qdisc: a real node's NIC is left as it is. tc filters
+    // need clsact (the lab adds it when it creates ports; here it is only
+    // added where missing).
+    if attach == AttachKind::Tc {
+        prepare(spec)?;
+    }
     let pins = NodePins::create(&spec.pin_root, &spec.node)?;
     let mut obj = TcObject::load(fast, Some(&pins.maps()))?;
     endpoints::sync(&mut obj.endpoints()?, &endpoints::entries(spec))?;
@@ -141,6 +146,13 @@ pub(crate) fn attach_port(
     // runs before cls_bpf and its verdict ends the chain; after tcx →
     // tc the old TCX program keeps handling packets until its link is
     // detached, and from then on the new filter does.
+    let id = prog
+        .info()
+        .map_err(|e| DataplaneError::program(hook.program(), e))?
+        .id();
+    if kernel::sole_attachment(port, attach, id).unwrap_or(false) {
+        return Ok(());
+    }
     let keep = own_attachment(pins, port, attach)?;
     let links = kernel::Links::read(netns)?;
     for a in kernel::attachments(netns, port, &links)? {

@@ -302,3 +302,33 @@ pub fn port_view(atts: &[Attachment]) -> PortView {
 pub fn run_stats(prog_id: u32) -> std::io::Result<(u64, u64)> {
     sys::prog_run_stats(prog_id)
 }
+
+/// Whether `prog_id`, attached the `kind` way on `port`'s ingress, is the
+/// only program there (ours or any tc filter): then a fresh attach has
+/// nothing to clean up, and the system-wide link enumeration that
+/// [`attachments`] needs can be skipped. `false` means "look closer".
+pub fn sole_attachment(
+    port: &Port,
+    kind: AttachKind,
+    prog_id: u32,
+) -> Result<bool, std::io::Error> {
+    let mut seen = Vec::new();
+    for (hook, t) in [
+        (TcHook::Ingress, TcAttachType::Ingress),
+        (TcHook::Egress, TcAttachType::Egress),
+    ] {
+        if super::tcx_supported() {
+            let (_, progs) =
+                SchedClassifier::query_tcx(&port.ifname, t).map_err(std::io::Error::other)?;
+            for p in progs {
+                if p.name_as_str().is_some_and(is_ours) {
+                    seen.push((AttachKind::Tcx, hook, p.id()));
+                }
+            }
+        }
+        for f in nl::bpf_filters(port.ifindex, hook)? {
+            seen.push((AttachKind::Tc, hook, f.prog_id.unwrap_or(0)));
+        }
+    }
+    Ok(seen == [(kind, TcHook::Ingress, prog_id)])
+}

@@ -42,6 +42,40 @@ pub enum Setting {
     Mixed,
 }
 
+impl Setting {
+    /// The node's setting from each port's (mode, attach kind, extra
+    /// programs), as the kernel reports them.
+    pub fn of_ports(
+        ports: impl IntoIterator<Item = (Option<Mode>, Option<AttachKind>, usize)>,
+    ) -> Setting {
+        let mut seen = None;
+        for (mode, attach, extra) in ports {
+            if extra > 0 || (attach.is_some() && mode.is_none()) {
+                return Setting::Mixed;
+            }
+            let this = (mode.unwrap_or(Mode::Bridge), attach);
+            match seen {
+                None => seen = Some(this),
+                Some(s) if s == this => {}
+                Some(_) => return Setting::Mixed,
+            }
+        }
+        match seen {
+            Some((mode, attach)) => Setting::Uniform { mode, attach },
+            None => Setting::Mixed,
+        }
+    }
+
+    /// From [`Node::status`]'s ports.
+    pub fn of_programs(programs: &[ProgramStatus]) -> Setting {
+        Self::of_ports(
+            programs
+                .iter()
+                .map(|p| (p.mode, p.attach, p.extra_programs)),
+        )
+    }
+}
+
 /// A node: its NIC, its pin directory, and a label for messages.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -104,22 +138,12 @@ impl Node {
     /// What the kernel runs on the NIC and the pods' host veths.
     pub fn setting(&self, pods: &[PodSpec]) -> Result<Setting, DataplaneError> {
         let links = kernel::Links::read(&self.netns)?;
-        let mut seen = None;
-        let ports = std::iter::once(&self.nic).chain(pods.iter().map(|p| &p.host_if));
-        for port in ports {
-            let view = kernel::port_view(&kernel::attachments(&self.netns, port, &links)?);
-            if view.extra > 0 || (view.attach.is_some() && view.mode.is_none()) {
-                return Ok(Setting::Mixed);
-            }
-            let this = (view.mode.unwrap_or(Mode::Bridge), view.attach);
-            match seen {
-                None => seen = Some(this),
-                Some(s) if s == this => {}
-                Some(_) => return Ok(Setting::Mixed),
-            }
+        let mut views = Vec::new();
+        for port in std::iter::once(&self.nic).chain(pods.iter().map(|p| &p.host_if)) {
+            let v = kernel::port_view(&kernel::attachments(&self.netns, port, &links)?);
+            views.push((v.mode, v.attach, v.extra));
         }
-        let (mode, attach) = seen.expect("the NIC is always a port");
-        Ok(Setting::Uniform { mode, attach })
+        Ok(Setting::of_ports(views))
     }
 
     /// Brings the node to `mode`: see [`crate::apply`]. The endpoint map
@@ -146,6 +170,15 @@ impl Node {
         HashMap::try_from(Map::HashMap(md)).map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))
     }
 
+    /// The map's entry for one address.
+    pub fn endpoint(&self, addr: IpAddr) -> Result<Option<Endpoint>, DataplaneError> {
+        match self.endpoint_map()?.get(&endpoints::key(addr), 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(DataplaneError::map(MAP_ENDPOINTS, e)),
+        }
+    }
+
     /// The endpoint map as the kernel has it: pod address → entry.
     pub fn endpoints(&self) -> Result<BTreeMap<IpAddr, Endpoint>, DataplaneError> {
         let map = self.endpoint_map()?;
@@ -169,23 +202,29 @@ impl Node {
         counters::read(&map)
     }
 
-    /// Adds or updates one pod: its addresses point at its host veth (any
-    /// other address that pointed there is removed), and in a fast mode the
+    /// Adds or updates one pod: its addresses point at its host veth (those
+    /// of `previous`, its addresses before, that still point there and are
+    /// no longer wanted are removed), and in a fast mode the
     /// node's pinned `from_pod` is attached to the host veth. `setting` is
     /// the node's current one ([`Node::setting`]); a mixed node gets only
     /// the map entries (the next [`Node::apply`] attaches).
-    pub fn put_endpoint(&self, pod: &PodSpec, setting: Setting) -> Result<(), DataplaneError> {
+    pub fn put_endpoint(
+        &self,
+        pod: &PodSpec,
+        previous: &[IpAddr],
+        setting: Setting,
+    ) -> Result<(), DataplaneError> {
         let mut map = self.endpoint_map()?;
         let want = endpoints::entries(&self.spec(std::slice::from_ref(pod)));
         let err = |e| DataplaneError::map(MAP_ENDPOINTS, e);
-        let stale: Vec<EndpointKey> = map
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, v)| v.ifindex == pod.host_if.ifindex && !want.contains_key(k))
-            .map(|(k, _)| k)
-            .collect();
-        for k in &stale {
-            map.remove(k).map_err(err)?;
+        for a in previous {
+            let k = endpoints::key(*a);
+            let ours = map
+                .get(&k, 0)
+                .is_ok_and(|e| e.ifindex == pod.host_if.ifindex);
+            if ours && !want.contains_key(&k) {
+                map.remove(&k).map_err(err)?;
+            }
         }
         for (k, v) in &want {
             map.insert(k, v, 0).map_err(err)?;
@@ -246,6 +285,41 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_is_uniform_only_when_every_port_agrees() {
+        let tcx = Some(AttachKind::Tcx);
+        let peer = (Some(Mode::Peer), tcx, 0);
+        let none = (None, None, 0);
+        assert_eq!(
+            Setting::of_ports([peer, peer]),
+            Setting::Uniform {
+                mode: Mode::Peer,
+                attach: tcx
+            }
+        );
+        assert_eq!(
+            Setting::of_ports([none, none]),
+            Setting::Uniform {
+                mode: Mode::Bridge,
+                attach: None
+            }
+        );
+        for mixed in [
+            vec![peer, none],
+            vec![peer, (Some(Mode::Redirect), tcx, 0)],
+            vec![peer, (Some(Mode::Peer), Some(AttachKind::Tc), 0)],
+            vec![(Some(Mode::Peer), tcx, 1)],
+            vec![(None, tcx, 0)],
+            vec![],
+        ] {
+            assert_eq!(
+                Setting::of_ports(mixed.clone()),
+                Setting::Mixed,
+                "{mixed:?}"
+            );
+        }
+    }
 
     #[test]
     fn map_keys_read_back_as_addresses() {

@@ -86,6 +86,8 @@ pub enum ErrorCode {
     Conflict,
     /// The agent is starting or its dataplane is not in place.
     NotReady,
+    /// The caller is not root.
+    Forbidden,
     /// The kernel refused; nothing was left half-done.
     Internal,
 }

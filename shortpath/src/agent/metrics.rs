@@ -1,5 +1,6 @@
-//! `/metrics` in Prometheus text format, built fresh from the kernel at
-//! every scrape (the counters live in BPF maps, not in the agent).
+//! `/metrics` in the Prometheus/OpenMetrics text format, built at every
+//! scrape from what the kernel reports: counters from the BPF maps, mode
+//! from what is attached, run time from bpf_stats.
 
 use std::sync::{Arc, Mutex};
 
@@ -48,7 +49,11 @@ pub fn render(src: &Sources) -> String {
         let agent = src.agent.lock().unwrap_or_else(|p| p.into_inner());
         up.set(i64::from(agent.ready));
         endpoints.set(agent.records().count() as i64);
-        let current = agent.setting();
+        // The kernel's view, not the agent's last intent.
+        let programs = agent.programs();
+        let current = programs
+            .as_ref()
+            .map_or(Setting::Mixed, |p| Setting::of_programs(p));
         for m in Mode::ALL {
             let on = matches!(current, Setting::Uniform { mode, .. } if mode == m);
             mode.get_or_create(&labels(&[("mode", m.as_str())]))
@@ -61,7 +66,7 @@ pub fn render(src: &Sources) -> String {
                 .get_or_create(&labels(&[("action", what)]))
                 .inc_by(*n);
         }
-        if let Ok(programs) = agent.programs() {
+        if let Ok(programs) = programs {
             let mut seen = std::collections::BTreeSet::new();
             for p in &programs {
                 for (reason, n) in &p.counters {
@@ -157,7 +162,11 @@ pub async fn serve(listener: TcpListener, src: Arc<Sources>) {
                 let body = tokio::task::spawn_blocking(move || render(&src))
                     .await
                     .unwrap_or_default();
-                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+                (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body,
+                )
             } else {
                 (
                     "404 Not Found",

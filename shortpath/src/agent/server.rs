@@ -79,7 +79,7 @@ async fn connection(
     let (read, mut write) = stream.into_split();
     if uid != 0 {
         let e = ApiError::new(
-            ErrorCode::BadRequest,
+            ErrorCode::Forbidden,
             format!("uid {uid} may not use shortpathd: root only"),
         );
         write_response(&mut write, Response::from(Err(e))).await?;
