@@ -241,8 +241,9 @@ impl Node {
         Ok(())
     }
 
-    /// Attaches the pinned `from_pod` to a host veth.
-    fn attach_pod(&self, port: &Port, kind: AttachKind) -> Result<(), DataplaneError> {
+    /// Attaches the node's pinned `from_pod` (loaded by the last
+    /// [`Node::apply`] to a fast mode) to a host veth.
+    pub fn attach_pod(&self, port: &Port, kind: AttachKind) -> Result<(), DataplaneError> {
         let pins = self.pins()?;
         let path = pins.prog(Hook::FromPod.program());
         let mut prog = SchedClassifier::from_pin(&path)
@@ -266,6 +267,12 @@ impl Node {
                 Err(e) => return Err(DataplaneError::map(MAP_ENDPOINTS, e)),
             }
         }
+        self.detach_pod(host_if)
+    }
+
+    /// Detaches every program of ours from a host veth (if it still
+    /// exists) and removes its link pin. Idempotent.
+    pub fn detach_pod(&self, host_if: &Port) -> Result<(), DataplaneError> {
         let links = kernel::Links::read(&self.netns)?;
         for a in kernel::attachments(&self.netns, host_if, &links)? {
             kernel::detach(&self.netns, host_if, &a)?;

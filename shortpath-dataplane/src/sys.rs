@@ -145,8 +145,11 @@ pub fn tcx_links() -> io::Result<Vec<TcxLink>> {
         attr.0[0] = id;
         let fd = match bpf(BPF_LINK_GET_FD_BY_ID, &mut attr) {
             Ok(fd) => owned(fd),
-            // Released between the two calls.
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            // Released between the two calls (ENOENT), or still being set
+            // up by whoever creates it (EAGAIN: in the id table, not yet
+            // settled): not one of the links a caller holding the node's
+            // lock is looking for.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EAGAIN)) => continue,
             Err(e) => return Err(e),
         };
         let info = link_info(&fd)?;

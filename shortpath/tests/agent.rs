@@ -350,7 +350,7 @@ fn the_socket_is_root_only() {
     assert_eq!(mode(&s.parent().unwrap().to_path_buf()), 0o700);
     let as_nobody = |path: &PathBuf| {
         let script = format!(
-            "import socket\ns=socket.socket(socket.AF_UNIX)\ntry:\n  s.connect({:?})\n  s.sendall(b'{{\"op\":\"health\"}}\\n')\n  print(s.makefile().readline().strip())\nexcept OSError as e:\n  print('refused', e.errno)\n",
+            "import socket\ns=socket.socket(socket.AF_UNIX)\ntry:\n  s.connect({:?})\nexcept OSError as e:\n  print('refused', e.errno)\n  raise SystemExit\ntry:\n  s.sendall(b'{{\"op\":\"health\"}}\\n')\nexcept BrokenPipeError:\n  pass\nprint(s.makefile().readline().strip())\n",
             path.display().to_string()
         );
         let o = Command::new("python3")
@@ -390,6 +390,7 @@ fn the_socket_is_root_only() {
     }
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}"));
     assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], "forbidden", "{v}");
     assert!(
         v["error"]["message"]
             .as_str()
@@ -600,6 +601,46 @@ fn two_agents_forward_pod_to_pod_in_peer_mode_and_export_metrics() {
             "{ns}: {m}"
         );
     }
+    // Route and neighbour changes on the NIC are seen.
+    let events = |kind: &str| {
+        metric(
+            &metrics(&ns_a),
+            &format!("shortpath_netlink_events_total{{kind=\"{kind}\"}}"),
+        )
+        .unwrap_or(0)
+    };
+    let (routes, neighs) = (events("nic_route_changed"), events("nic_neighbour_changed"));
+    ip(
+        &ns_a,
+        &[
+            "neigh",
+            "replace",
+            "192.168.1.77",
+            "lladdr",
+            "02:00:00:00:00:77",
+            "dev",
+            "eth1",
+        ],
+    );
+    ip(
+        &ns_a,
+        &[
+            "route",
+            "add",
+            "10.77.0.0/16",
+            "via",
+            "192.168.1.77",
+            "dev",
+            "eth1",
+        ],
+    );
+    let t = Instant::now();
+    while (events("nic_route_changed"), events("nic_neighbour_changed")) <= (routes, neighs) {
+        assert!(t.elapsed() < T, "no route/neighbour event counted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(events("nic_route_changed") > routes && events("nic_neighbour_changed") > neighs);
+
     // `mode` goes through the agents; `lab down` stops them.
     ok(shortpath(&["mode", "bridge", "--name", &lab.name]));
     assert_eq!(

@@ -422,8 +422,16 @@ impl Agent {
     /// The dataplane part of `lab status`, for this node.
     pub fn status(&self) -> Result<Value, ApiError> {
         let programs = self.programs().map_err(internal)?;
-        let setting = self.node.setting(&self.pods()).map_err(internal)?;
+        let setting = Setting::of_programs(&programs);
+        // As in `lab status`: `mode` (bridge, redirect, peer or mixed) and
+        // `attach` from the kernel, then every port.
+        let (mode, attach) = match setting {
+            Setting::Uniform { mode, attach } => (mode.as_str(), attach),
+            Setting::Mixed => ("mixed", None),
+        };
         Ok(json!({
+            "mode": mode,
+            "attach": attach,
             "node": self.node.name,
             "netns": self.node.netns,
             "nic": self.node.nic,
