@@ -6,6 +6,7 @@
 //! thread's original namespace; tokio workers never call `setns`.
 
 mod guard;
+mod server;
 mod thread;
 
 use std::{
@@ -21,6 +22,7 @@ use nix::{
 };
 
 pub use guard::NetnsGuard;
+pub use server::{join_thread, PortSender, PortServer, StartError, ThreadError};
 pub use thread::{run_in, run_in_blocking, spawn_in, wait_idle, NetnsThread};
 
 /// Where named namespaces live, as with iproute2.

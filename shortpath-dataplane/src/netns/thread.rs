@@ -95,3 +95,16 @@ where
         })
         .map_err(|e| NetnsError::io(&name, "spawn thread", e))
 }
+
+/// [`spawn_in`] for the caller's own namespace: a named thread that runs
+/// `f` where it is, with no namespace switch (and no root needed).
+pub(super) fn spawn_here<T, F>(f: F) -> Result<NetnsThread<T>, NetnsError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name("netns:(own)".into())
+        .spawn(move || Ok(f()))
+        .map_err(|e| NetnsError::io("(own)", "spawn thread", e))
+}
