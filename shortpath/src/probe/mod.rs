@@ -5,12 +5,13 @@
 
 mod icmp;
 mod matrix;
+pub mod paced;
 mod stream;
 
 use std::{
     io::{self, Read as _, Write as _},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    sync::mpsc,
+    sync::{atomic::AtomicBool, Arc},
     time::{Duration, Instant},
 };
 
@@ -18,7 +19,7 @@ pub use icmp::ping;
 pub use matrix::{probe_all, probe_all_sized, probe_pair, probe_pair_sized, Endpoint, Probe, Size};
 pub use stream::{SeqReport, UdpSequence};
 
-use crate::netns::{self, Netns, NetnsError};
+use crate::netns::{self, Netns, NetnsError, PortSender, PortServer, StartError, ThreadError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -98,39 +99,43 @@ pub(crate) fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Runs a server on a thread in `ns`, bound to `addr` port 0; returns the
-/// port it got and the thread.
-pub(crate) fn serve<T, F>(
-    ns: &Netns,
-    f: F,
-) -> Result<(u16, netns::NetnsThread<Result<T, ProbeError>>), ProbeError>
+/// A probe's server thread, started by [`serve`].
+pub(crate) type Server<T> = PortServer<Result<T, ProbeError>>;
+
+/// Runs a server on a thread in `ns`; `f` binds, sends the port it got and
+/// serves (watching the stop flag if it serves until told).
+pub(crate) fn serve<T, F>(ns: &Netns, f: F) -> Result<Server<T>, ProbeError>
 where
     T: Send + 'static,
-    F: FnOnce(mpsc::Sender<u16>) -> Result<T, ProbeError> + Send + 'static,
+    F: FnOnce(PortSender, Arc<AtomicBool>) -> Result<T, ProbeError> + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel();
-    let th = netns::spawn_in(ns, move || f(tx))?;
-    match rx.recv_timeout(Duration::from_secs(5)) {
-        Ok(port) => Ok((port, th)),
-        Err(_) => match th.join() {
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(e)) => Err(e.into()),
-            _ => Err(ProbeError::Mismatch {
-                what: format!("server in {ns}"),
-                detail: "did not start".into(),
-            }),
+    PortServer::start(ns, Duration::from_secs(5), f).map_err(|e| match e {
+        StartError::Ended(Err(e)) => e,
+        StartError::Thread(ThreadError::Netns(e)) => e.into(),
+        _ => ProbeError::Mismatch {
+            what: format!("server in {ns}"),
+            detail: "did not start".into(),
         },
-    }
+    })
 }
 
 pub(crate) fn join<T>(
     th: netns::NetnsThread<Result<T, ProbeError>>,
     what: &str,
 ) -> Result<T, ProbeError> {
-    match th.join() {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(ProbeError::Mismatch {
+    ended(netns::join_thread(th), what)
+}
+
+/// What a probe thread returned once joined (a client's, or a server's
+/// from [`PortServer::join`]).
+pub(crate) fn ended<T>(
+    r: Result<Result<T, ProbeError>, ThreadError>,
+    what: &str,
+) -> Result<T, ProbeError> {
+    match r {
+        Ok(r) => r,
+        Err(ThreadError::Netns(e)) => Err(e.into()),
+        Err(ThreadError::Panicked) => Err(ProbeError::Mismatch {
             what: what.to_owned(),
             detail: "thread panicked".into(),
         }),
@@ -147,16 +152,17 @@ pub fn udp_echo(
     timeout: Duration,
 ) -> Result<Duration, ProbeError> {
     let what = format!("udp {from} -> {dst}");
-    let (port, server) = serve(to, move |port| {
+    let server = serve(to, move |port, _| {
         let s = UdpSocket::bind(SocketAddr::new(dst, 0)).map_err(io_err("udp bind"))?;
         s.set_read_timeout(Some(timeout)).map_err(io_err("udp"))?;
-        let _ = port.send(s.local_addr().map_err(io_err("udp"))?.port());
+        port.send(s.local_addr().map_err(io_err("udp"))?.port());
         let mut buf = vec![0u8; 65536];
         let (n, peer) = s.recv_from(&mut buf).map_err(io_err("udp server recv"))?;
         s.send_to(&buf[..n], peer)
             .map_err(io_err("udp server send"))?;
         Ok(())
     })?;
+    let port = server.port();
     let data = pattern(payload, payload as u64);
     let w = what.clone();
     let client = netns::spawn_in(from, move || -> Result<Duration, ProbeError> {
@@ -183,7 +189,7 @@ pub fn udp_echo(
         Ok(rtt)
     })?;
     let rtt = join(client, &what);
-    let served = join(server, &what);
+    let served = ended(server.join(), &what);
     let rtt = rtt?;
     served?;
     Ok(rtt)
@@ -199,9 +205,9 @@ pub fn tcp_echo(
     timeout: Duration,
 ) -> Result<Duration, ProbeError> {
     let what = format!("tcp {from} -> {dst}");
-    let (port, server) = serve(to, move |port| {
+    let server = serve(to, move |port, _| {
         let l = TcpListener::bind(SocketAddr::new(dst, 0)).map_err(io_err("tcp bind"))?;
-        let _ = port.send(l.local_addr().map_err(io_err("tcp"))?.port());
+        port.send(l.local_addr().map_err(io_err("tcp"))?.port());
         l.set_nonblocking(false).map_err(io_err("tcp"))?;
         let (mut c, _) = accept_within(&l, timeout)?;
         c.set_read_timeout(Some(timeout)).map_err(io_err("tcp"))?;
@@ -210,6 +216,7 @@ pub fn tcp_echo(
         c.write_all(&buf).map_err(io_err("tcp server write"))?;
         Ok(())
     })?;
+    let port = server.port();
     let data = pattern(payload, 7 + payload as u64);
     let w = what.clone();
     let client = netns::spawn_in(from, move || -> Result<Duration, ProbeError> {
@@ -230,7 +237,7 @@ pub fn tcp_echo(
         Ok(rtt)
     })?;
     let rtt = join(client, &what);
-    let served = join(server, &what);
+    let served = ended(server.join(), &what);
     let rtt = rtt?;
     served?;
     Ok(rtt)
@@ -288,9 +295,9 @@ pub fn tcp_transfer(
     timeout: Duration,
 ) -> Result<Transfer, ProbeError> {
     let what = format!("tcp transfer {from} -> {dst}");
-    let (port, server) = serve(to, move |port| {
+    let server = serve(to, move |port, _| {
         let l = TcpListener::bind(SocketAddr::new(dst, 0)).map_err(io_err("tcp bind"))?;
-        let _ = port.send(l.local_addr().map_err(io_err("tcp"))?.port());
+        port.send(l.local_addr().map_err(io_err("tcp"))?.port());
         let (mut c, _) = accept_within(&l, timeout)?;
         c.set_read_timeout(Some(timeout)).map_err(io_err("tcp"))?;
         let mut crc = crc32fast::Hasher::new();
@@ -310,6 +317,7 @@ pub fn tcp_transfer(
         c.write_all(&ack).map_err(io_err("tcp transfer ack"))?;
         Ok(())
     })?;
+    let port = server.port();
     let w = what.clone();
     let client = netns::spawn_in(from, move || -> Result<Transfer, ProbeError> {
         let block = pattern(1 << 20, 99);
@@ -342,7 +350,7 @@ pub fn tcp_transfer(
         })
     })?;
     let r = join(client, &what);
-    let s = join(server, &what);
+    let s = ended(server.join(), &what);
     let r = r?;
     s?;
     Ok(r)

@@ -3,14 +3,15 @@
 
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
-use super::{io_err, join, serve, ProbeError};
+use super::{
+    ended, io_err, join,
+    paced::{send_paced, OnError, Until},
+    serve, ProbeError, Server,
+};
 use crate::netns::{self, Netns, NetnsThread};
 
 const MAGIC: u64 = 0x5350_5345_5153_5452; // "SPSEQSTR"
@@ -30,9 +31,9 @@ pub struct SeqReport {
 
 /// A running stream; [`UdpSequence::stop`] ends it and reports.
 pub struct UdpSequence {
-    stop: Arc<AtomicBool>,
     client: NetnsThread<Result<u64, ProbeError>>,
-    server: NetnsThread<Result<Vec<u64>, ProbeError>>,
+    /// Its stop flag also stops the client.
+    server: Server<Vec<u64>>,
     what: String,
 }
 
@@ -41,15 +42,13 @@ impl UdpSequence {
     /// address in `to`).
     pub fn start(from: &Netns, to: &Netns, dst: IpAddr, pps: u32) -> Result<Self, ProbeError> {
         let what = format!("udp stream {from} -> {dst}");
-        let stop = Arc::new(AtomicBool::new(false));
-        let server_stop = stop.clone();
-        let (port, server) = serve(to, move |port| {
+        let server = serve(to, move |port, stop| {
             let s = UdpSocket::bind(SocketAddr::new(dst, 0)).map_err(io_err("udp bind"))?;
             let sock = socket2::SockRef::from(&s);
             let _ = sock.set_recv_buffer_size(8 << 20);
             s.set_read_timeout(Some(Duration::from_millis(50)))
                 .map_err(io_err("udp"))?;
-            let _ = port.send(s.local_addr().map_err(io_err("udp"))?.port());
+            port.send(s.local_addr().map_err(io_err("udp"))?.port());
             let mut seen = Vec::new();
             let mut buf = [0u8; 64];
             let mut quiet_since: Option<Instant> = None;
@@ -60,7 +59,7 @@ impl UdpSequence {
                         quiet_since = None;
                     }
                     Ok(_) => {}
-                    Err(_) if server_stop.load(Ordering::Acquire) => {
+                    Err(_) if stop.load(Ordering::Acquire) => {
                         // Drain: stop after 300 ms without packets.
                         let q = *quiet_since.get_or_insert_with(Instant::now);
                         if q.elapsed() > Duration::from_millis(300) {
@@ -72,7 +71,8 @@ impl UdpSequence {
             }
             Ok(seen)
         })?;
-        let client_stop = stop.clone();
+        let port = server.port();
+        let stop = server.stop_flag().clone();
         let client = netns::spawn_in(from, move || -> Result<u64, ProbeError> {
             let bind: SocketAddr = if dst.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
                 .parse()
@@ -80,25 +80,20 @@ impl UdpSequence {
             let s = UdpSocket::bind(bind).map_err(io_err("udp stream"))?;
             s.connect(SocketAddr::new(dst, port))
                 .map_err(io_err("udp stream"))?;
-            let interval = Duration::from_secs_f64(1.0 / f64::from(pps.max(1)));
-            let start = Instant::now();
-            let mut seq = 0u64;
-            while !client_stop.load(Ordering::Acquire) {
-                let due = start + interval.mul_f64(seq as f64);
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                let mut pkt = [0u8; 16];
-                pkt[..8].copy_from_slice(&seq.to_be_bytes());
-                pkt[8..].copy_from_slice(&MAGIC.to_be_bytes());
-                s.send(&pkt).map_err(io_err("udp stream send"))?;
-                seq += 1;
-            }
-            Ok(seq)
+            send_paced(
+                &s,
+                pps,
+                16,
+                Until::Stop(&stop),
+                OnError::Fail,
+                |seq, pkt| {
+                    pkt[..8].copy_from_slice(&seq.to_be_bytes());
+                    pkt[8..].copy_from_slice(&MAGIC.to_be_bytes());
+                },
+            )
+            .map_err(io_err("udp stream send"))
         })?;
         Ok(Self {
-            stop,
             client,
             server,
             what,
@@ -106,9 +101,9 @@ impl UdpSequence {
     }
 
     pub fn stop(self) -> Result<SeqReport, ProbeError> {
-        self.stop.store(true, Ordering::Release);
+        self.server.stop();
         let sent = join(self.client, &self.what);
-        let seen = join(self.server, &self.what)?;
+        let seen = ended(self.server.join(), &self.what)?;
         Ok(report(sent?, &seen))
     }
 }
