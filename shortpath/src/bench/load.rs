@@ -8,7 +8,7 @@ use std::{
     str::FromStr,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc, Arc,
+        Arc,
     },
     time::{Duration, Instant},
 };
@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::{stats, BenchError};
-use crate::netns::{self, Netns};
+use crate::netns::{self, Netns, PortSender, PortServer, StartError, ThreadError};
 
 /// A benchmark test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -136,36 +136,36 @@ pub fn run(test: Test, target: &Target, opts: &LoadOptions) -> Result<Sample, Be
     }
 }
 
-/// A server thread in the target namespace: `setup` binds and reports its
-/// port, `serve` runs until `stop`.
-struct Server<T> {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: netns::NetnsThread<Result<T, BenchError>>,
+/// A server thread in the target namespace, pinned to `cpu`: `f` binds,
+/// reports its port and serves until its stop flag is set.
+type Server<T> = PortServer<Result<T, BenchError>>;
+
+fn start_server<T, F>(target: &Target, cpu: Option<usize>, f: F) -> Result<Server<T>, BenchError>
+where
+    T: Send + 'static,
+    F: FnOnce(PortSender, Arc<AtomicBool>) -> Result<T, BenchError> + Send + 'static,
+{
+    let pinned = move |port, stop| {
+        pin(cpu);
+        f(port, stop)
+    };
+    PortServer::start(&target.server, TIMEOUT, pinned).map_err(|e| match e {
+        StartError::Ended(Err(e)) => e,
+        StartError::Thread(e) => thread_error(e),
+        StartError::Ended(Ok(_)) | StartError::Timeout(_) => BenchError::ServerStart,
+    })
 }
 
-impl<T: Send + 'static> Server<T> {
-    fn start<F>(target: &Target, cpu: Option<usize>, f: F) -> Result<Self, BenchError>
-    where
-        F: FnOnce(mpsc::Sender<u16>, Arc<AtomicBool>) -> Result<T, BenchError> + Send + 'static,
-    {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let s = stop.clone();
-        let thread = netns::spawn_in(&target.server, move || {
-            pin(cpu);
-            f(tx, s)
-        })?;
-        let port = rx
-            .recv_timeout(TIMEOUT)
-            .map_err(|_| BenchError::ServerStart)?;
-        Ok(Self { port, stop, thread })
+fn thread_error(e: ThreadError) -> BenchError {
+    match e {
+        ThreadError::Netns(e) => e.into(),
+        ThreadError::Panicked => BenchError::Panicked,
     }
+}
 
-    fn finish(self) -> Result<T, BenchError> {
-        self.stop.store(true, Ordering::Release);
-        self.thread.join().map_err(|_| BenchError::Panicked)??
-    }
+/// Stops `server` and returns its result.
+fn finish<T>(server: Server<T>) -> Result<T, BenchError> {
+    server.finish().map_err(thread_error)?
 }
 
 fn client<T, F>(target: &Target, cpu: Option<usize>, f: F) -> Result<T, BenchError>
@@ -188,11 +188,11 @@ fn cpus(opts: &LoadOptions) -> (Option<usize>, Option<usize>) {
 fn udp_rr(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
     let (ccpu, scpu) = cpus(opts);
     let addr = target.addr;
-    let server = Server::start(target, scpu, move |port, stop| {
+    let server = start_server(target, scpu, move |port, stop| {
         let s = UdpSocket::bind(SocketAddr::new(addr, 0)).map_err(io("udp bind"))?;
         s.set_read_timeout(Some(Duration::from_millis(100)))
             .map_err(io("udp"))?;
-        let _ = port.send(s.local_addr().map_err(io("udp"))?.port());
+        port.send(s.local_addr().map_err(io("udp"))?.port());
         let mut buf = [0u8; 64];
         while !stop.load(Ordering::Acquire) {
             if let Ok((n, from)) = s.recv_from(&mut buf) {
@@ -201,7 +201,7 @@ fn udp_rr(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
         }
         Ok(())
     })?;
-    let dst = SocketAddr::new(addr, server.port);
+    let dst = SocketAddr::new(addr, server.port());
     let duration = opts.duration;
     let r = client(target, ccpu, move || {
         let any: IpAddr = if addr.is_ipv6() {
@@ -227,7 +227,7 @@ fn udp_rr(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
             }
         })
     });
-    server.finish()?;
+    finish(server)?;
     r
 }
 
@@ -275,9 +275,9 @@ where
     F: Fn(TcpStream) + Send + Sync + Clone + 'static,
 {
     let addr = target.addr;
-    let server = Server::start(target, cpu, move |port, stop| {
+    let server = start_server(target, cpu, move |port, stop| {
         let l = TcpListener::bind(SocketAddr::new(addr, 0)).map_err(io("tcp bind"))?;
-        let _ = port.send(l.local_addr().map_err(io("tcp"))?.port());
+        port.send(l.local_addr().map_err(io("tcp"))?.port());
         let mut workers = Vec::new();
         loop {
             let (c, _) = l.accept().map_err(io("tcp accept"))?;
@@ -317,15 +317,15 @@ struct TcpServer {
 
 impl TcpServer {
     fn port(&self) -> u16 {
-        self.server.port
+        self.server.port()
     }
 
     fn finish(self) -> Result<(), BenchError> {
-        self.server.stop.store(true, Ordering::Release);
-        let dst = SocketAddr::new(self.addr, self.server.port);
+        self.server.stop();
+        let dst = SocketAddr::new(self.addr, self.server.port());
         netns::run_in_blocking(&self.ns, move || TcpStream::connect_timeout(&dst, TIMEOUT))?
             .map_err(io("tcp wake server"))?;
-        self.server.finish()
+        finish(self.server)
     }
 }
 
@@ -440,12 +440,12 @@ fn udp_pps(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
     let addr = target.addr;
     let received = Arc::new(AtomicU64::new(0));
     let rx = received.clone();
-    let server = Server::start(target, scpu, move |port, stop| {
+    let server = start_server(target, scpu, move |port, stop| {
         let s = UdpSocket::bind(SocketAddr::new(addr, 0)).map_err(io("udp bind"))?;
         let _ = socket2::SockRef::from(&s).set_recv_buffer_size(4 << 20);
         s.set_read_timeout(Some(Duration::from_millis(50)))
             .map_err(io("udp"))?;
-        let _ = port.send(s.local_addr().map_err(io("udp"))?.port());
+        port.send(s.local_addr().map_err(io("udp"))?.port());
         let mut buf = [0u8; 2048];
         loop {
             match s.recv(&mut buf) {
@@ -458,7 +458,7 @@ fn udp_pps(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
         }
         Ok(())
     })?;
-    let dst = SocketAddr::new(addr, server.port);
+    let dst = SocketAddr::new(addr, server.port());
     let duration = opts.duration;
     let sent = client(target, ccpu, move || {
         let any: IpAddr = if addr.is_ipv6() {
@@ -486,7 +486,7 @@ fn udp_pps(target: &Target, opts: &LoadOptions) -> Result<Sample, BenchError> {
     })?;
     // Let the receiver drain what is queued before it stops.
     std::thread::sleep(Duration::from_millis(100));
-    server.finish()?;
+    finish(server)?;
     let got = received.load(Ordering::Relaxed).min(sent);
     let loss = if sent == 0 {
         0.0
