@@ -7,15 +7,18 @@ use std::{
     net::{SocketAddr, SocketAddrV4, UdpSocket},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc, Arc,
+        Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use shortpath_common::trace::write_tag;
 
 use super::TraceError;
-use crate::netns::{self, Netns};
+use crate::{
+    netns::{self, Netns, PortSender, PortServer, StartError, ThreadError},
+    probe::paced::{send_paced, OnError, Until},
+};
 
 /// Payload bytes of a probe.
 pub const PROBE_LEN: usize = 64;
@@ -42,40 +45,42 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> TraceError {
     move |source| TraceError::Io { what, source }
 }
 
+fn thread_error(e: ThreadError) -> TraceError {
+    match e {
+        ThreadError::Netns(e) => e.into(),
+        ThreadError::Panicked => TraceError::Panicked,
+    }
+}
+
 impl ProbeStream {
     /// Sends the stream (blocking) and returns what was sent and received.
     pub fn run(&self) -> Result<ProbeCounts, TraceError> {
-        let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
-        let (port_tx, port_rx) = mpsc::channel();
         let receiver = match &self.receiver {
             Some(ns) => {
-                let (stop, received, to) = (stop.clone(), received.clone(), self.to);
-                Some(netns::spawn_in(ns, move || {
-                    receive(to, &port_tx, &stop, &received)
+                let (received, to) = (received.clone(), self.to);
+                let start = PortServer::start(ns, Duration::from_secs(2), move |port, stop| {
+                    receive(to, port, &stop, &received)
+                });
+                Some(start.map_err(|e| match e {
+                    StartError::Ended(Err(e)) => e,
+                    StartError::Thread(e) => thread_error(e),
+                    StartError::Ended(Ok(())) | StartError::Timeout(_) => TraceError::Io {
+                        what: "probe receiver did not start",
+                        source: std::io::ErrorKind::TimedOut.into(),
+                    },
                 })?)
             }
             None => None,
         };
-        let port = match receiver {
-            Some(_) => {
-                port_rx
-                    .recv_timeout(Duration::from_secs(2))
-                    .map_err(|_| TraceError::Io {
-                        what: "probe receiver did not start",
-                        source: std::io::ErrorKind::TimedOut.into(),
-                    })?
-            }
-            None => DISCARD_PORT,
-        };
+        let port = receiver.as_ref().map_or(DISCARD_PORT, PortServer::port);
         let dst = SocketAddrV4::new(self.to, port);
         let (packets, rate) = (self.packets, self.rate_pps.max(1));
         let sent = netns::run_in_blocking(&self.from, move || send(dst, packets, rate))?;
         // Let the last probes land before the receiver stops.
         std::thread::sleep(Duration::from_millis(100));
-        stop.store(true, Ordering::Release);
         if let Some(r) = receiver {
-            r.join().map_err(|_| TraceError::Panicked)???;
+            r.finish().map_err(thread_error)??;
         }
         Ok(ProbeCounts {
             sent: sent?,
@@ -86,14 +91,14 @@ impl ProbeStream {
 
 fn receive(
     addr: std::net::Ipv4Addr,
-    port: &mpsc::Sender<u16>,
+    port: PortSender,
     stop: &AtomicBool,
     received: &AtomicU64,
 ) -> Result<(), TraceError> {
     let sock = UdpSocket::bind(SocketAddrV4::new(addr, 0)).map_err(io("bind probe receiver"))?;
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(io("probe receiver"))?;
-    let _ = port.send(sock.local_addr().map_err(io("probe receiver"))?.port());
+    port.send(sock.local_addr().map_err(io("probe receiver"))?.port());
     let mut buf = [0u8; 2048];
     while !stop.load(Ordering::Acquire) {
         if sock.recv(&mut buf).is_ok() {
@@ -107,21 +112,16 @@ fn send(dst: SocketAddrV4, packets: u32, rate: u32) -> Result<u64, TraceError> {
     let sock = UdpSocket::bind("0.0.0.0:0").map_err(io("bind probe sender"))?;
     sock.connect(SocketAddr::V4(dst))
         .map_err(io("connect probe sender"))?;
-    let mut payload = [0u8; PROBE_LEN];
-    let start = Instant::now();
-    let gap = Duration::from_secs(1).as_nanos() as f64 / rate as f64;
-    let mut sent = 0;
-    for seq in 0..packets {
-        let due = start + Duration::from_nanos((seq as f64 * gap) as u64);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        write_tag(&mut payload, seq);
-        // An ICMP error from an earlier probe surfaces here: keep going.
-        if sock.send(&payload).is_ok() {
-            sent += 1;
-        }
-    }
-    Ok(sent)
+    // An ICMP error from an earlier probe surfaces on a later send: keep
+    // going (that probe is not counted).
+    let until = Until::Count(u64::from(packets));
+    send_paced(
+        &sock,
+        rate,
+        PROBE_LEN,
+        until,
+        OnError::Skip,
+        |seq, payload| write_tag(payload, seq as u32),
+    )
+    .map_err(io("send probes"))
 }
