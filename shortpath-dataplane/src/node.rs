@@ -257,6 +257,12 @@ impl Node {
     /// Removes one pod: its addresses leave the map, and if its host veth
     /// still exists our program leaves it. Idempotent.
     pub fn remove_endpoint(&self, addrs: &[IpAddr], host_if: &Port) -> Result<(), DataplaneError> {
+        self.remove_addresses(addrs)?;
+        self.detach_pod(host_if)
+    }
+
+    /// Removes addresses from the endpoint map; absent ones are fine.
+    pub fn remove_addresses(&self, addrs: &[IpAddr]) -> Result<(), DataplaneError> {
         let mut map = self.endpoint_map()?;
         for a in addrs {
             match map.remove(&endpoints::key(*a)) {
@@ -267,7 +273,7 @@ impl Node {
                 Err(e) => return Err(DataplaneError::map(MAP_ENDPOINTS, e)),
             }
         }
-        self.detach_pod(host_if)
+        Ok(())
     }
 
     /// Detaches every program of ours from a host veth (if it still

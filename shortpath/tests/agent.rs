@@ -45,6 +45,16 @@ fn raw(path: &PathBuf, line: &str) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
+/// [`raw`], or `None` while nothing answers.
+fn try_raw(path: &PathBuf, line: &str) -> Option<Value> {
+    let s = UnixStream::connect(path).ok()?;
+    s.set_read_timeout(Some(T)).ok()?;
+    (&s).write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    BufReader::new(&s).read_line(&mut out).ok()?;
+    serde_json::from_str(&out).ok()
+}
+
 fn call(path: &PathBuf, req: Value) -> Value {
     let v = raw(path, &req.to_string());
     assert_eq!(v["ok"], true, "{req} → {v}");
@@ -124,13 +134,22 @@ fn kill9(pid: i32) {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    // Dead means every thread is gone (the last one closes its files: the
+    // socket, the lock). A zombie leader can outlive running threads.
     let t = Instant::now();
-    while std::path::Path::new(&format!("/proc/{pid}/status")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .is_ok_and(|s| !s.contains("State:\tZ"))
-        && t.elapsed() < T
-    {
-        std::thread::sleep(Duration::from_millis(5));
+    let alive = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+            tasks.flatten().any(|task| {
+                std::fs::read_to_string(task.path().join("stat")).is_ok_and(|st| {
+                    st.rsplit_once(')')
+                        .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+                })
+            })
+        })
+    };
+    while alive() {
+        assert!(t.elapsed() < T, "agent {pid} does not die");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -164,9 +183,7 @@ fn restart(lab: &TestLab, node: &str, argv: &[String]) -> (u32, Duration) {
     let pid = child.id();
     std::mem::forget(child);
     loop {
-        if let Ok(s) = UnixStream::connect(sock(lab, node)) {
-            drop(s);
-            let h = raw(&sock(lab, node), r#"{"op":"health"}"#);
+        if let Some(h) = try_raw(&sock(lab, node), r#"{"op":"health"}"#) {
             if h["result"]["ready"] == true && h["result"]["pid"] == pid {
                 return (pid, t.elapsed());
             }
@@ -185,6 +202,25 @@ fn log_of(lab: &TestLab, node: &str) -> String {
         lab.name
     ))
     .unwrap()
+}
+
+/// Prints the agents' logs if the test fails (before the lab goes).
+struct LogsOnPanic(String);
+
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in ["node-a", "node-b"] {
+                let p = format!("/run/shortpath/{}/agents/{node}/agent.log", self.0);
+                let log = std::fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- {p} (last 40 lines, newest first)");
+                for l in tail {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
 }
 
 fn metrics(ns: &str) -> String {
@@ -656,4 +692,131 @@ fn two_agents_forward_pod_to_pod_in_peer_mode_and_export_metrics() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "agent {pid} still runs"
     );
+}
+
+/// Kills the agent with SIGKILL at random moments while a client adds,
+/// moves and removes endpoints and switches modes; after each kill the
+/// next start (without `--mode`) must leave records, map and attachments
+/// in agreement.
+#[test]
+fn sigkill_during_changes_is_repaired_by_the_next_start() {
+    common::root_or_skip!();
+    let lab = agent_up("kl");
+    let _logs = LogsOnPanic(lab.name.clone());
+    let ns = format!("{}-node-a", lab.name);
+    let s = sock(&lab, "node-a");
+    const VETHS: usize = 4;
+    let mut macs = Vec::new();
+    for i in 0..VETHS {
+        ip(
+            &ns,
+            &[
+                "link",
+                "add",
+                &format!("spk{i}"),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("spl{i}"),
+            ],
+        );
+        macs.push(mac_of(&ns, &format!("spl{i}")));
+    }
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut kills_mid_change = 0;
+    for round in 0..20 {
+        let (pid, argv) = agent_process(&lab, "node-a");
+        // Restarts name no mode: the agent keeps or repairs what it finds.
+        let argv: Vec<String> = argv
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| {
+                !matches!(a.as_str(), "--mode" | "--attach")
+                    && !(*i > 0 && matches!(argv[i - 1].as_str(), "--mode" | "--attach"))
+            })
+            .map(|(_, a)| a.clone())
+            .collect();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (st, sp, m) = (stop.clone(), s.clone(), macs.clone());
+        let mut r2 = rand(1 << 30) | 1;
+        let client = std::thread::spawn(move || {
+            let mut next = move |n: u64| {
+                r2 = r2
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (r2 >> 33) % n
+            };
+            let mut answered = 0;
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let i = next(VETHS as u64) as usize;
+                let req = match next(5) {
+                    0 | 1 => {
+                        json!({"op":"endpoint_add","endpoint":{"id":format!("k{i}"),"host_if":format!("spk{i}"),
+                        "addrs":[format!("172.17.1.{}", 100 + i * 10 + next(3) as usize)],"pod_mac":m[i]}})
+                    }
+                    2 => json!({"op":"endpoint_remove","id":format!("k{i}")}),
+                    _ => {
+                        let mode = ["bridge", "redirect", "peer"][next(3) as usize];
+                        let attach = ["tcx", "tc"][next(2) as usize];
+                        json!({"op":"mode_set","mode":mode,"attach":attach})
+                    }
+                };
+                let Ok(c) = UnixStream::connect(&sp) else {
+                    break;
+                };
+                if (&c).write_all(format!("{req}\n").as_bytes()).is_err() {
+                    break;
+                }
+                let mut line = String::new();
+                if BufReader::new(&c).read_line(&mut line).unwrap_or(0) == 0 {
+                    return (answered, true);
+                }
+                answered += 1;
+            }
+            (answered, false)
+        });
+        std::thread::sleep(Duration::from_millis(20 + rand(400)));
+        kill9(pid);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (answered, cut) = client.join().unwrap();
+        kills_mid_change += usize::from(cut);
+        restart(&lab, "node-a", &argv);
+
+        // Records, map and attachments agree.
+        let what = format!("round {round} ({answered} answered before the kill)");
+        let list = call(&s, json!({"op":"endpoint_list"}));
+        let eps = list["endpoints"].as_array().unwrap();
+        assert!(eps.iter().all(|e| e["in_kernel"] == true), "{what}: {list}");
+        let addrs: usize = eps
+            .iter()
+            .map(|e| e["endpoint"]["addrs"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(
+            list["map_entries"], addrs,
+            "{what}: map entries without a record: {list}"
+        );
+        let mode = call(&s, json!({"op":"mode_get"}));
+        assert_eq!(mode["state"], "uniform", "{what}: {mode}");
+        let att = common::kernel::attached(&ns);
+        let mut want: Vec<(String, &str, &str, String)> = Vec::new();
+        if mode["mode"] != "bridge" {
+            let kind = if mode["attach"] == "tc" { "tc" } else { "tcx" };
+            want.push(("eth1".into(), kind, "ingress", "from_nic".into()));
+            for e in eps {
+                let dev = e["endpoint"]["host_if"].as_str().unwrap().to_owned();
+                want.push((dev, kind, "ingress", "from_pod".into()));
+            }
+        }
+        want.sort();
+        assert_eq!(att, want, "{what}: mode {mode}");
+    }
+    eprintln!("{kills_mid_change} of 20 kills cut a request short");
+    assert!(kills_mid_change > 0, "no kill hit a request in progress");
 }

@@ -28,6 +28,15 @@ use crate::dataplane::{
 };
 
 const RECORDS: &str = "endpoints.json";
+/// The last mode asked for (by `--mode` or `mode_set`): what a restart
+/// without `--mode` repairs a half-switched node to.
+const WANTED: &str = "mode.json";
+
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+struct Wanted {
+    mode: Mode,
+    attach: AttachKind,
+}
 
 /// What reconciling did, by kind (also exported as metrics).
 pub type Actions = BTreeMap<&'static str, u64>;
@@ -116,7 +125,12 @@ impl Agent {
             (None, Setting::Uniform { mode, attach }) => {
                 (mode, cfg.attach.or(attach).unwrap_or(agent.attach))
             }
-            (None, Setting::Mixed) => (Mode::Peer, agent.attach),
+            // Half-switched (killed during a switch): finish the last
+            // switch asked for.
+            (None, Setting::Mixed) => match agent.store.read::<Wanted>(WANTED) {
+                Ok(Some(w)) => (w.mode, cfg.attach.unwrap_or(w.attach)),
+                _ => (Mode::Peer, agent.attach),
+            },
         };
         let want = Setting::Uniform {
             mode: want_mode,
@@ -156,6 +170,13 @@ impl Agent {
     }
 
     fn apply(&mut self, mode: Mode, attach: AttachKind) -> Result<(), DataplaneError> {
+        // Intent first: a kill during the switch is finished on restart.
+        self.store
+            .write(WANTED, &Wanted { mode, attach })
+            .map_err(|source| DataplaneError::State {
+                path: self.store.path(WANTED),
+                source,
+            })?;
         let applied = self.node.apply(mode, attach, &self.pods());
         trim_heap();
         applied?;
@@ -231,7 +252,23 @@ impl Agent {
                     self.records.insert(id, r);
                     self.count("endpoint_adopted", 1);
                 }
-                Some(_) => {}
+                Some(_) => {
+                    // A known device: entries its record does not name are
+                    // left over from a change that never completed (the
+                    // agent died before recording it).
+                    let r = self
+                        .records
+                        .values()
+                        .find(|r| r.ifindex == ifindex)
+                        .expect("known");
+                    let stray: Vec<IpAddr> =
+                        addrs.into_iter().filter(|a| !r.addrs.contains(a)).collect();
+                    if !stray.is_empty() {
+                        self.node.remove_addresses(&stray)?;
+                        tracing::info!(endpoint = %r.id, addrs = ?stray, "map entries the record does not name: removed");
+                        self.count("stray_map_entry_removed", stray.len() as u64);
+                    }
+                }
             }
         }
         let missing: Vec<Record> = self

@@ -13,6 +13,8 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::securefs::{self, SecureDir, SecureDirError};
 
 const LOCK: &str = "agent.lock";
+/// How long a start waits for the lock before giving up.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -74,16 +76,22 @@ impl Store {
             dir: path.into(),
             source,
         };
-        let file = securefs::open_file(&dir, LOCK, 0o600)?;
-        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => l,
-            Err((mut f, _)) => {
-                let mut holder = String::new();
-                let _ = f.read_to_string(&mut holder);
-                return Err(StoreError::Busy {
-                    dir: path.into(),
-                    holder: holder.trim().to_owned(),
-                });
+        // A predecessor that was just killed can hold the lock for a few
+        // milliseconds more, until its last thread is gone: wait that long.
+        let started = std::time::Instant::now();
+        let mut lock = loop {
+            let file = securefs::open_file(&dir, LOCK, 0o600)?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => break l,
+                Err((mut f, _)) if started.elapsed() >= BUSY_WAIT => {
+                    let mut holder = String::new();
+                    let _ = f.read_to_string(&mut holder);
+                    return Err(StoreError::Busy {
+                        dir: path.into(),
+                        holder: holder.trim().to_owned(),
+                    });
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
             }
         };
         lock.set_len(0).map_err(io)?;
