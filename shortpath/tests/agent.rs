@@ -364,6 +364,21 @@ fn api_round_trips_and_bad_input_changes_nothing() {
         "not_found"
     );
 
+    // The same API from the command line.
+    let sp = s.to_string_lossy().into_owned();
+    let h: Value = serde_json::from_str(&stdout(&ok(shortpath(&[
+        "agent", "--socket", &sp, "health",
+    ]))))
+    .unwrap();
+    assert_eq!(h["ready"], true);
+    let m: Value =
+        serde_json::from_str(&stdout(&ok(shortpath(&["agent", "--socket", &sp, "mode"])))).unwrap();
+    assert_eq!(m["mode"], "peer");
+    let o = shortpath(&["agent", "--socket", &sp, "remove", "nobody"]);
+    assert!(!o.status.success());
+    let e = common::stderr(&o);
+    assert!(e.contains("not_found") && e.contains("nobody"), "{e}");
+
     // Several requests on one connection, answered in order.
     let c = UnixStream::connect(&s).unwrap();
     (&c).write_all(b"{\"op\":\"health\"}\n{\"op\":\"mode_get\"}\n")
@@ -637,6 +652,27 @@ fn two_agents_forward_pod_to_pod_in_peer_mode_and_export_metrics() {
             "{ns}: {m}"
         );
     }
+    // Run time per program, while bpf_stats is on (restored after).
+    let stats = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").unwrap();
+    let seq =
+        UdpSequence::start(&pods[0].netns, &pods[1].netns, pods[1].ipv4.unwrap(), 1000).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = seq.stop();
+    let m = metrics(&ns_b);
+    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", stats.trim()).unwrap();
+    let run = |what: &str| {
+        m.lines()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "shortpath_program_{what}_total{{program=\"from_nic\""
+                ))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    assert!(run("runs") >= 300 && run("run_time_ns") > 0, "{m}");
+
     // Route and neighbour changes on the NIC are seen.
     let events = |kind: &str| {
         metric(

@@ -5,6 +5,7 @@
 //! line and nothing touched if it is not one), then checks privileges;
 //! commands that change a lab take its lock and run under a [`session`].
 
+mod agent;
 mod agent_bench;
 mod bench;
 mod interrupt;
@@ -58,6 +59,8 @@ pub enum Command {
     /// Trace each mode's per-packet kernel path: devices, softirqs,
     /// backlog enqueues, route lookups, path time, drops.
     Trace(trace::TraceArgs),
+    /// Talk to a running shortpathd (health, status, mode, endpoints).
+    Agent(agent::AgentArgs),
     /// Measure shortpathd: API latency, idle memory and CPU, restart to
     /// ready while adopting many endpoints (builds its own lab).
     AgentBench(agent_bench::AgentBenchArgs),
@@ -73,6 +76,7 @@ impl Command {
             Command::Report(a) => Some(&a.name),
             Command::Trace(a) => Some(&a.name),
             Command::AgentBench(a) => Some(&a.name),
+            Command::Agent(_) => None,
         }
     }
 
@@ -110,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             report::run(args, name.expect("report takes a name"), &ctx()?).await
         }
         Command::Trace(args) => trace::run(args, name.expect("trace takes a name"), &ctx()?).await,
+        Command::Agent(args) => agent::run(args),
         Command::AgentBench(args) => {
             agent_bench::run(args, name.expect("agent-bench takes a name"), &ctx()?).await
         }
