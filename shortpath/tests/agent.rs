@@ -774,8 +774,8 @@ fn sigkill_during_changes_is_repaired_by_the_next_start() {
             .iter()
             .enumerate()
             .filter(|(i, a)| {
-                !matches!(a.as_str(), "--mode" | "--attach")
-                    && !(*i > 0 && matches!(argv[i - 1].as_str(), "--mode" | "--attach"))
+                let flag = |s: &str| matches!(s, "--mode" | "--attach");
+                !(flag(a) || (*i > 0 && flag(&argv[i - 1])))
             })
             .map(|(_, a)| a.clone())
             .collect();
