@@ -103,6 +103,10 @@ reasons! {
     /// from_nic: IPv4 header checksum does not verify; the stack drops it
     /// and counts it (`InHdrErrors`).
     PassBadChecksum = 28, "pass_bad_checksum", Pass;
+    /// from_pod: the destination is neither a pod of this node nor inside
+    /// the cluster's pod CIDRs (a Service IP, the internet): the node's
+    /// netfilter must see it (kube-proxy's DNAT, masquerade).
+    PassNotPodCidr = 29, "pass_not_pod_cidr", Pass;
     /// Source address does not belong to the pod behind this device (also
     /// ARP senders and ND targets claiming another address).
     DropSpoofed = 40, "drop_spoofed", Drop;

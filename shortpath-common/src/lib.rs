@@ -9,6 +9,7 @@ pub mod counters;
 pub mod csum;
 pub mod endpoint;
 pub mod mode;
+pub mod pod_cidr;
 pub mod trace;
 
 #[cfg(feature = "user")]
@@ -16,6 +17,7 @@ mod pod {
     use crate::{
         counters::CounterKey,
         endpoint::{Endpoint, EndpointKey},
+        pod_cidr::PodCidrKey,
         trace::{CpuState, Offsets, TraceEvent},
     };
 
@@ -24,6 +26,7 @@ mod pod {
     unsafe impl aya::Pod for EndpointKey {}
     unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for CounterKey {}
+    unsafe impl aya::Pod for PodCidrKey {}
     unsafe impl aya::Pod for TraceEvent {}
     unsafe impl aya::Pod for Offsets {}
     unsafe impl aya::Pod for CpuState {}

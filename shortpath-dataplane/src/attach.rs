@@ -97,6 +97,10 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
     let pins = NodePins::create(&spec.pin_root, &spec.node)?;
     let mut obj = TcObject::load(fast, Some(&pins.maps()))?;
     endpoints::sync(&mut obj.endpoints()?, &endpoints::entries(spec))?;
+    // Before any program of this generation runs: the pinned map may be
+    // empty (a node's first apply), and then from_pod sends everything but
+    // local pods to the stack.
+    obj.sync_pod_cidrs(spec)?;
     for hook in [Hook::FromNic, Hook::FromPod] {
         let path = pins.prog(hook.program());
         pins::unpin(&path)?;

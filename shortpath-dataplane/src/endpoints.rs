@@ -85,6 +85,7 @@ mod tests {
                 pod("a", 5, &["172.17.1.2", "fd00::2"]),
                 pod("b", 6, &["172.17.1.3"]),
             ],
+            cluster_cidrs: vec![],
         };
         let e = entries(&spec);
         assert_eq!(e.len(), 3);

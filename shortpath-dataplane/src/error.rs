@@ -43,6 +43,8 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("{count} pod CIDRs: the pod CIDR map holds at most {max}")]
+    TooManyPodCidrs { count: usize, max: u32 },
     #[error("bpffs at {path}: {source} (mount it: mount -t bpf bpf /sys/fs/bpf)")]
     Bpffs {
         path: PathBuf,

@@ -1,7 +1,7 @@
 //! shortpath's eBPF dataplane as a library: loading the TC programs,
-//! attaching them to a node's NIC and pod veths, keeping the endpoint map
-//! in step, switching modes in place, reading counters and the kernel's
-//! view back.
+//! attaching them to a node's NIC and pod veths, keeping the endpoint and
+//! pod CIDR maps in step, switching modes in place, reading counters and
+//! the kernel's view back.
 //!
 //! It is keyed by a node identity ([`NodeName`]) and a pin root
 //! ([`PinRoot`]) and knows nothing of labs: the lab, the node agent
@@ -22,6 +22,7 @@ pub mod nl;
 mod node;
 pub mod object;
 mod pins;
+mod pod_cidrs;
 pub mod privileges;
 pub mod securefs;
 mod spec;
@@ -41,6 +42,7 @@ pub use names::{NodeName, PinName};
 pub use node::{Node, Setting};
 pub use object::TcObject;
 pub use pins::{NodePins, PinRoot, PinRootError, BPFFS};
+pub use pod_cidrs::{read as read_pod_cidrs, sync as sync_pod_cidrs, PodCidrMap};
 pub use spec::{NodeSpec, PodSpec, Port};
 pub use state::DataplaneState;
 

@@ -4,7 +4,9 @@
 //! the node's.
 //!
 //! - [`Node::open`] makes sure the node's maps are pinned, so endpoints
-//!   live in the kernel from the first one on, whatever the mode.
+//!   live in the kernel from the first one on, whatever the mode, and
+//!   writes the cluster's pod CIDRs ([`Node::set_cluster_cidrs`] changes
+//!   them, [`Node::cluster_cidrs`] reads the kernel's).
 //! - [`Node::setting`] reads what the kernel runs on the node's ports.
 //! - [`Node::apply`] switches mode or attach kind (in place, atomically per
 //!   port).
@@ -16,6 +18,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use aya::maps::{HashMap, Map, MapData, PerCpuHashMap};
 use aya::programs::SchedClassifier;
+use ipnet::IpNet;
 use serde::Serialize;
 use shortpath_common::endpoint::{Endpoint, EndpointKey, AF_INET, AF_INET6};
 
@@ -23,8 +26,9 @@ use crate::{
     attach::{self, ProgramStatus},
     counters::{self, ReasonCounts},
     endpoints, kernel,
-    object::{MAP_COUNTERS, MAP_ENDPOINTS},
+    object::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_POD_CIDRS, PINNED_MAPS},
     pins::{self, NodePins, PinRoot},
+    pod_cidrs::{self, PodCidrMap},
     AttachKind, DataplaneError, Hook, Mode, NodeName, NodeSpec, PodSpec, Port, TcObject,
 };
 
@@ -76,7 +80,8 @@ impl Setting {
     }
 }
 
-/// A node: its NIC, its pin directory, and a label for messages.
+/// A node: its NIC, its pin directory, a label for messages, and the
+/// cluster's pod CIDRs it keeps in the kernel.
 #[derive(Clone, Debug)]
 pub struct Node {
     pub pin_root: PinRoot,
@@ -84,6 +89,9 @@ pub struct Node {
     /// The namespace, as messages name it.
     pub netns: String,
     pub nic: Port,
+    /// The pod CIDRs asked for (what [`Node::apply`] writes);
+    /// [`Node::cluster_cidrs`] reads what the kernel has.
+    cluster_cidrs: Vec<IpNet>,
 }
 
 fn key_addr(k: &EndpointKey) -> Option<IpAddr> {
@@ -96,28 +104,63 @@ fn key_addr(k: &EndpointKey) -> Option<IpAddr> {
 
 impl Node {
     /// Opens the node, creating its pin directories and pinned maps if they
-    /// are not there. Existing pins are adopted as they are: nothing is
-    /// flushed, detached or reloaded.
+    /// are not there, and makes the pod CIDR map hold `cluster_cidrs` (the
+    /// cluster's pod networks, every node's, both families). Other pins are
+    /// adopted as they are: nothing is flushed, detached or reloaded.
     pub fn open(
         pin_root: PinRoot,
         name: NodeName,
         netns: String,
         nic: Port,
+        cluster_cidrs: Vec<IpNet>,
     ) -> Result<Self, DataplaneError> {
+        pod_cidrs::wanted(&cluster_cidrs)?;
         let node = Self {
             pin_root,
             name,
             netns,
             nic,
+            cluster_cidrs,
         };
         let pins = node.pins()?;
-        if !pins.maps().join(MAP_ENDPOINTS).exists() || !pins.maps().join(MAP_COUNTERS).exists() {
-            // Loading the object creates and pins the maps; its programs
-            // are never loaded into the kernel here.
+        if PINNED_MAPS.iter().any(|m| !pins.maps().join(m).exists()) {
+            // Loading the object creates and pins the missing maps (a
+            // node pinned by an older shortpath lacks POD_CIDRS); its
+            // programs are never loaded into the kernel here.
             let fast = Mode::Peer.fast_path().expect("peer is a fast path");
             drop(TcObject::load(fast, Some(&pins.maps()))?);
         }
+        node.write_cluster_cidrs()?;
         Ok(node)
+    }
+
+    /// The pod CIDRs this node was opened with (or last set).
+    pub fn wanted_cluster_cidrs(&self) -> &[IpNet] {
+        &self.cluster_cidrs
+    }
+
+    /// Changes the cluster's pod CIDRs: the kernel's map holds exactly
+    /// `cidrs` when this returns (new networks are added before stale ones
+    /// go), and later [`Node::apply`]s keep them.
+    pub fn set_cluster_cidrs(&mut self, cidrs: &[IpNet]) -> Result<(), DataplaneError> {
+        pod_cidrs::wanted(cidrs)?;
+        self.cluster_cidrs = cidrs.to_vec();
+        self.write_cluster_cidrs()
+    }
+
+    /// The pod CIDRs as the kernel's map has them, sorted.
+    pub fn cluster_cidrs(&self) -> Result<Vec<IpNet>, DataplaneError> {
+        pod_cidrs::read(&self.pod_cidr_map()?)
+    }
+
+    fn write_cluster_cidrs(&self) -> Result<(), DataplaneError> {
+        pod_cidrs::sync(&mut self.pod_cidr_map()?, &self.cluster_cidrs).map(|_| ())
+    }
+
+    fn pod_cidr_map(&self) -> Result<PodCidrMap<MapData>, DataplaneError> {
+        let path = self.pins()?.maps().join(MAP_POD_CIDRS);
+        let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_POD_CIDRS, e))?;
+        PodCidrMap::try_from(Map::LpmTrie(md)).map_err(|e| DataplaneError::map(MAP_POD_CIDRS, e))
     }
 
     fn pins(&self) -> Result<NodePins, DataplaneError> {
@@ -132,6 +175,7 @@ impl Node {
             netns: self.netns.clone(),
             nic: self.nic.clone(),
             pods: pods.to_vec(),
+            cluster_cidrs: self.cluster_cidrs.clone(),
         }
     }
 
@@ -147,7 +191,8 @@ impl Node {
     }
 
     /// Brings the node to `mode`: see [`crate::apply`]. The endpoint map
-    /// ends up holding exactly `pods`.
+    /// ends up holding exactly `pods`, the pod CIDR map the node's cluster
+    /// CIDRs.
     pub fn apply(
         &self,
         mode: Mode,
@@ -160,6 +205,7 @@ impl Node {
             // keeps the endpoints for the next fast mode.
             let mut map = self.endpoint_map()?;
             endpoints::sync(&mut map, &endpoints::entries(&self.spec(pods)))?;
+            self.write_cluster_cidrs()?;
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use shortpath_common::{
     mode::FastPath,
 };
 
-use super::{DataplaneError, Hook};
+use super::{pod_cidrs::PodCidrMap, DataplaneError, Hook};
 
 /// The TC programs (`from_nic`, `from_pod`) and their maps.
 pub static TC_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-tc"));
@@ -26,6 +26,9 @@ pub static TRACE_OBJECT: &[u8] =
 
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
+pub const MAP_POD_CIDRS: &str = "POD_CIDRS";
+/// The maps pinned per node and shared by every program generation.
+pub const PINNED_MAPS: [&str; 3] = [MAP_ENDPOINTS, MAP_COUNTERS, MAP_POD_CIDRS];
 const GLOBAL_MODE: &str = "MODE";
 /// The section the load-time globals live in (one array map per program
 /// generation, frozen).
@@ -52,15 +55,16 @@ pub struct TcObject {
 impl TcObject {
     /// Loads the object. Maps are created fresh unless `maps_dir` is given:
     /// then the maps pinned there are reused (created and pinned if absent),
-    /// so program generations share endpoints and counters.
+    /// so program generations share endpoints, counters and pod CIDRs.
     pub fn load(mode: FastPath, maps_dir: Option<&Path>) -> Result<Self, DataplaneError> {
         let mode = mode as u32;
         let mut loader = EbpfLoader::new();
         loader.override_global(GLOBAL_MODE, &mode, true);
-        let paths = maps_dir.map(|dir| (dir.join(MAP_ENDPOINTS), dir.join(MAP_COUNTERS)));
-        if let Some((endpoints, counters)) = &paths {
-            loader.map_pin_path(MAP_ENDPOINTS, endpoints.as_path());
-            loader.map_pin_path(MAP_COUNTERS, counters.as_path());
+        let paths: Vec<_> = maps_dir
+            .map(|dir| PINNED_MAPS.map(|m| (m, dir.join(m))).to_vec())
+            .unwrap_or_default();
+        for (map, path) in &paths {
+            loader.map_pin_path(map, path.as_path());
         }
         let ebpf = loader
             .load(TC_OBJECT)
@@ -101,6 +105,24 @@ impl TcObject {
         spec: &super::NodeSpec,
     ) -> Result<(usize, usize), DataplaneError> {
         super::endpoints::sync(&mut self.endpoints()?, &super::endpoints::entries(spec))
+    }
+
+    /// The pod CIDR map of this generation.
+    pub fn pod_cidrs(&mut self) -> Result<PodCidrMap<&mut MapData>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_POD_CIDRS)
+            .ok_or(DataplaneError::NoMap(MAP_POD_CIDRS))?;
+        PodCidrMap::try_from(map).map_err(|e| DataplaneError::map(MAP_POD_CIDRS, e))
+    }
+
+    /// Makes the pod CIDR map hold exactly `spec`'s cluster CIDRs; returns
+    /// (inserted, removed).
+    pub fn sync_pod_cidrs(
+        &mut self,
+        spec: &super::NodeSpec,
+    ) -> Result<(usize, usize), DataplaneError> {
+        super::pod_cidrs::sync(&mut self.pod_cidrs()?, &spec.cluster_cidrs)
     }
 
     /// The counter map of this generation.

@@ -1,6 +1,9 @@
-//! What the dataplane needs to know about one node: its NIC and its pods.
+//! What the dataplane needs to know about one node: its NIC, its pods and
+//! the cluster's pod networks.
 
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use serde::Serialize;
 
@@ -35,4 +38,8 @@ pub struct NodeSpec {
     pub netns: String,
     pub nic: Port,
     pub pods: Vec<PodSpec>,
+    /// The cluster's pod networks (every node's, both families): the only
+    /// destinations `from_pod` routes with the FIB. Everything else goes
+    /// to the node's stack (Services, masquerade).
+    pub cluster_cidrs: Vec<IpNet>,
 }

@@ -8,9 +8,12 @@
 //!    packets then go to the stack, so the bridge keeps answering for the
 //!    gateway and the lab can switch back to `bridge`.
 //! 3. A destination pod on this node gets the packet directly.
-//! 4. Anything else is routed with the node's FIB: rewrite L2 + TTL and
-//!    transmit on the egress device, or let `bpf_redirect_neigh` resolve an
-//!    unknown neighbour. What the FIB does not forward goes to the stack.
+//! 4. A destination inside the cluster's pod CIDRs (`POD_CIDRS`) is routed
+//!    with the node's FIB: rewrite L2 + TTL and transmit on the egress
+//!    device, or let `bpf_redirect_neigh` resolve an unknown neighbour.
+//!    What the FIB does not forward goes to the stack, and so does every
+//!    other destination (`pass_not_pod_cidr`): Service IPs need the node's
+//!    DNAT, the internet its masquerade.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -61,6 +64,11 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     }
     if let Some(ep) = maps::endpoint(&dst) {
         return to_local_pod(ctx, &p, &ep, mode);
+    }
+    // Only pod addresses are routed here: a Service IP must meet the
+    // node's DNAT, the internet its masquerade.
+    if !maps::in_pod_cidrs(&dst) {
+        return Err(Reason::PassNotPodCidr);
     }
 
     if p.ttl() <= 1 {

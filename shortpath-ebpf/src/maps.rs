@@ -4,16 +4,23 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuHashMap},
+    maps::{lpm_trie::Key, HashMap, LpmTrie, PerCpuHashMap},
 };
 use shortpath_common::{
     counters::{CounterKey, MAX_COUNTERS},
     endpoint::{Endpoint, EndpointKey, MAX_ENDPOINTS},
+    pod_cidr::{LOOKUP_BITS, MAX_POD_CIDRS},
 };
 
 /// Pod address → the pod's host-side veth and MACs (filled by userspace).
 #[map]
 pub static ENDPOINTS: HashMap<EndpointKey, Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+
+/// The cluster's pod networks, both families (filled by userspace; see
+/// `shortpath_common::pod_cidr`). An LPM trie, `BPF_F_NO_PREALLOC`. Empty,
+/// it sends everything but local pods to the stack.
+#[map]
+pub static POD_CIDRS: LpmTrie<EndpointKey, u32> = LpmTrie::with_max_entries(MAX_POD_CIDRS, 0);
 
 /// (attach ifindex, reason) → packets, per CPU.
 #[map]
@@ -26,4 +33,10 @@ pub fn endpoint(key: &EndpointKey) -> Option<Endpoint> {
     // SAFETY: the value is copied out while the RCU read lock held by the
     // program run keeps the element alive.
     ENDPOINTS.get_ptr(key).map(|p| unsafe { *p })
+}
+
+/// Whether `key` is inside one of the cluster's pod networks.
+#[inline(always)]
+pub fn in_pod_cidrs(key: &EndpointKey) -> bool {
+    POD_CIDRS.get(Key::new(LOOKUP_BITS, *key)).is_some()
 }

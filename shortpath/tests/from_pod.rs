@@ -8,6 +8,8 @@ mod prog;
 
 use std::{collections::BTreeMap, time::Duration};
 
+use ipnet::IpNet;
+
 use common::{
     packet::{self, Arp, Ext, BROADCAST, ETH_HLEN, V4, V6},
     root_or_skip, TestLab,
@@ -45,9 +47,24 @@ fn pod_bench(lab: &TestLab) -> PodBench {
 }
 
 impl PodBench {
+    /// A fresh `mode` object whose maps hold node-a's pods and the lab's
+    /// pod CIDRs (both nodes', both families).
     fn object(&self, mode: FastPath) -> TcObject {
+        self.object_with(mode, &[])
+    }
+    /// [`PodBench::object`] with `extra` networks among the pod CIDRs.
+    fn object_with(&self, mode: FastPath, extra: &[&str]) -> TcObject {
         let mut obj = TcObject::load(mode, None).expect("load");
         assert_eq!(obj.sync_endpoints(&self.spec).unwrap(), (4, 0));
+        let mut spec = self.spec.clone();
+        spec.cluster_cidrs
+            .extend(extra.iter().map(|n| n.parse::<IpNet>().unwrap()));
+        assert_eq!(
+            obj.sync_pod_cidrs(&spec).unwrap(),
+            (4 + extra.len(), 0),
+            "{:?}",
+            spec.cluster_cidrs
+        );
         obj
     }
     fn pod(&self, i: usize) -> &shortpath::lab::PodInfo {
@@ -202,6 +219,8 @@ fn from_pod_routes_with_the_fib() {
     let node_b = b.inv.node("node-b").unwrap().clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     // A route whose gateway never answers: the neighbour stays unresolved.
+    // 10.99.0.0/16 plays the pod CIDR of a node that is not there (only
+    // pod CIDRs are routed here; see the test below for the rest).
     rt.block_on(async {
         let nl = Netlink::connect(&Netns::new(&node_a.netns)).await.unwrap();
         nl.add_route(
@@ -212,7 +231,7 @@ fn from_pod_routes_with_the_fib() {
         .unwrap();
     });
     let _ns = enter(&b.spec.netns);
-    let mut obj = b.object(FastPath::Peer);
+    let mut obj = b.object_with(FastPath::Peer, &["10.99.0.0/16", "10.200.0.0/16"]);
     let lxc = b.pod(0).host_if.ifindex;
 
     let f = b.v4(0, "10.99.1.1").build();
@@ -238,16 +257,22 @@ fn from_pod_routes_with_the_fib() {
     let remote4 = remote.ipv4.unwrap().to_string();
     let mut cases = vec![
         case(
-            "no route",
+            "pod CIDR without a route",
             b.v4(0, "10.200.0.1").build(),
             TC_ACT_OK,
             "pass_fib_not_forwarded",
         ),
         case(
-            "the node itself",
-            b.v4(0, "192.168.1.1").build(),
+            "the gateway (a node address in its pod CIDR)",
+            b.v4(0, "172.17.1.1").build(),
             TC_ACT_OK,
             "pass_fib_not_forwarded",
+        ),
+        case(
+            "the node's NIC (not a pod CIDR)",
+            b.v4(0, "192.168.1.1").build(),
+            TC_ACT_OK,
+            "pass_not_pod_cidr",
         ),
         case(
             "multicast",
@@ -312,6 +337,170 @@ fn from_pod_routes_with_the_fib() {
         *expected.entry(c.reason).or_default() += 1;
     }
     assert_eq!(counts(&obj, lxc), expected);
+}
+
+/// Only pod addresses are routed with the FIB: a destination outside the
+/// cluster's pod CIDRs (a Service IP, the internet) goes to the stack
+/// unchanged — kube-proxy's DNAT and the masquerade are there — even when
+/// the FIB would forward it, and is counted `pass_not_pod_cidr`. Remote
+/// pods still take `redirect` / `redirect_neigh`.
+#[test]
+fn from_pod_routes_only_pod_cidrs() {
+    root_or_skip!();
+    let lab = TestLab::up_with("ebc", Some(TWO_PODS), &[]);
+    let b = pod_bench(&lab);
+    let node_a = b.inv.node("node-a").unwrap().clone();
+    let node_b = b.inv.node("node-b").unwrap().clone();
+    let (b4, b6) = (node_b.nic.ipv4.unwrap(), node_b.nic.ipv6.unwrap());
+    let remote = b.inv.pods_of("node-b").next().unwrap().clone();
+    let (remote4, remote6) = (
+        remote.ipv4.unwrap().to_string(),
+        remote.ipv6.unwrap().to_string(),
+    );
+    // What a real node's default route does: other destinations leave
+    // through the NIC, towards node-b here. Another pair of networks is
+    // routed via a next hop that never answers (no neighbour).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let nl = Netlink::connect(&Netns::new(&node_a.netns)).await.unwrap();
+        for (dest, via) in [
+            ("10.99.0.0/16", b4),
+            ("fd00:99::/64", b6),
+            ("10.98.0.0/16", "192.168.1.77".parse().unwrap()),
+            ("fd00:98::/64", "fd00:192:168:1::77".parse().unwrap()),
+        ] {
+            nl.add_route(dest.parse().unwrap(), via).await.unwrap();
+        }
+    });
+    // Resolve node-b's NIC: the FIB then forwards with SUCCESS.
+    for dst in [b4, b6] {
+        shortpath::probe::ping(&Netns::new(&node_a.netns), dst, 56, Duration::from_secs(3))
+            .expect("node-a reaches node-b");
+    }
+    let _ns = enter(&b.spec.netns);
+    let lxc = b.pod(0).host_if.ifindex;
+    let (a_mac, b_mac) = (node_a.nic.mac.0, node_b.nic.mac.0);
+
+    // Outside the pod CIDRs: to the stack, untouched, whatever the FIB says.
+    let mut outside = vec![
+        (
+            "v4 routed, neighbour resolved",
+            b.v4(0, "10.99.1.1").build(),
+        ),
+        (
+            "v6 routed, neighbour resolved",
+            b.v6(0, "fd00:99::1").build(),
+        ),
+        (
+            "v4 routed, neighbour unresolved",
+            b.v4(0, "10.98.1.1").build(),
+        ),
+        (
+            "v6 routed, neighbour unresolved",
+            b.v6(0, "fd00:98::1").build(),
+        ),
+        (
+            "v4 Service-like IP, no route",
+            b.v4(0, "10.96.0.10").build(),
+        ),
+        ("v6 no route", b.v6(0, "fd00:96::10").build()),
+        ("v4 the node's NIC", b.v4(0, "192.168.1.1").build()),
+        ("v6 node-b's NIC", b.v6(0, &b6.to_string()).build()),
+    ];
+    let mut ttl1 = b.v4(0, "10.99.1.1");
+    ttl1.ttl = 1;
+    outside.push(("v4 TTL 1", ttl1.build()));
+    let mut big = b.v6(0, "fd00:99::1");
+    big.payload = 1600;
+    outside.push(("v6 over the egress MTU", big.build()));
+    let mut obj = b.object(FastPath::Peer);
+    for (what, f) in &outside {
+        let r = run(&mut obj, Hook::FromPod, f, b.ctx(0));
+        assert_eq!(r.verdict, TC_ACT_OK, "{what}");
+        assert_eq!(&r.out, f, "{what}: modified");
+    }
+    // Remote pods: routed by the program.
+    let f = b.v4(0, &remote4).build();
+    let r = run(&mut obj, Hook::FromPod, &f, b.ctx(0));
+    assert_eq!(r.verdict, TC_ACT_REDIRECT, "remote pod v4");
+    assert_routed_rewrite(&r, &f, b_mac, a_mac, ETH_HLEN + 8);
+    let f = b.v6(0, &remote6).build();
+    let r = run(&mut obj, Hook::FromPod, &f, b.ctx(0));
+    assert_eq!(r.verdict, TC_ACT_REDIRECT, "remote pod v6");
+    assert_routed_rewrite(&r, &f, b_mac, a_mac, ETH_HLEN + 7);
+    assert_eq!(
+        counts(&obj, lxc),
+        BTreeMap::from([("pass_not_pod_cidr", outside.len() as u64), ("redirect", 2)])
+    );
+
+    // The same destinations as pod CIDRs take the fast path: the FIB would
+    // forward them, only the rule kept them off it.
+    let mut obj = b.object_with(
+        FastPath::Peer,
+        &[
+            "10.99.0.0/16",
+            "fd00:99::/64",
+            "10.98.0.0/16",
+            "fd00:98::/64",
+        ],
+    );
+    for (what, f, reason, ttl_at) in [
+        (
+            "v4 resolved",
+            b.v4(0, "10.99.1.1").build(),
+            "redirect",
+            ETH_HLEN + 8,
+        ),
+        (
+            "v6 resolved",
+            b.v6(0, "fd00:99::1").build(),
+            "redirect",
+            ETH_HLEN + 7,
+        ),
+        (
+            "v4 unresolved",
+            b.v4(0, "10.98.1.1").build(),
+            "redirect_neigh",
+            ETH_HLEN + 8,
+        ),
+        (
+            "v6 unresolved",
+            b.v6(0, "fd00:98::1").build(),
+            "redirect_neigh",
+            ETH_HLEN + 7,
+        ),
+    ] {
+        let r = run(&mut obj, Hook::FromPod, &f, b.ctx(0));
+        assert_eq!(r.verdict, TC_ACT_REDIRECT, "{what} as a pod CIDR");
+        if reason == "redirect" {
+            assert_routed_rewrite(&r, &f, b_mac, a_mac, ttl_at);
+        } else {
+            assert_eq!(r.out[ttl_at], f[ttl_at] - 1, "{what}: TTL − 1");
+        }
+    }
+    assert_eq!(
+        counts(&obj, lxc),
+        BTreeMap::from([("redirect", 2), ("redirect_neigh", 2)])
+    );
+
+    // An empty map (pod CIDRs never written): only local pods take the
+    // fast path, nothing is routed.
+    let mut obj = TcObject::load(FastPath::Peer, None).expect("load");
+    obj.sync_endpoints(&b.spec).unwrap();
+    for f in [b.v4(0, &remote4).build(), b.v6(0, &remote6).build()] {
+        let r = run(&mut obj, Hook::FromPod, &f, b.ctx(0));
+        assert_eq!(r.verdict, TC_ACT_OK);
+        assert_eq!(r.out, f);
+    }
+    let f = b.v4(0, &b.ip4(1)).build();
+    assert_eq!(
+        run(&mut obj, Hook::FromPod, &f, b.ctx(0)).verdict,
+        TC_ACT_REDIRECT
+    );
+    assert_eq!(
+        counts(&obj, lxc),
+        BTreeMap::from([("pass_not_pod_cidr", 2), ("redirect_peer", 1)])
+    );
 }
 
 /// IPv4 options and fragments go to the stack — only after the source

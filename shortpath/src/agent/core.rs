@@ -97,6 +97,7 @@ impl Agent {
             cfg.node.clone(),
             cfg.netns_label(),
             nic,
+            cfg.cluster_cidrs(),
         )?;
         let records: BTreeMap<EndpointId, Record> = match store.read::<Vec<Record>>(RECORDS) {
             Ok(Some(v)) => v.into_iter().map(|r| (r.id.clone(), r)).collect(),
@@ -460,6 +461,8 @@ impl Agent {
     pub fn status(&self) -> Result<Value, ApiError> {
         let programs = self.programs().map_err(internal)?;
         let setting = Setting::of_programs(&programs);
+        // From the kernel's map, like the mode.
+        let cluster_cidrs = self.node.cluster_cidrs().map_err(internal)?;
         // As in `lab status`: `mode` (bridge, redirect, peer or mixed) and
         // `attach` from the kernel, then every port.
         let (mode, attach) = match setting {
@@ -473,6 +476,7 @@ impl Agent {
             "netns": self.node.netns,
             "nic": self.node.nic,
             "pod_cidrs": self.cidrs,
+            "cluster_cidrs": cluster_cidrs,
             "setting": setting,
             "programs": programs,
             "endpoints": self.records.len(),

@@ -15,17 +15,21 @@
 pub mod api;
 pub mod core;
 pub mod endpoint;
-mod host;
+pub mod host;
 pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod watch;
 
 use std::{
+    fmt,
     net::SocketAddr,
     path::PathBuf,
+    str::FromStr,
     sync::{Arc, Mutex},
 };
+
+use ipnet::IpNet;
 
 use crate::dataplane::{AttachKind, Mode, NodeName, PinRoot};
 pub use endpoint::PodCidrs;
@@ -39,6 +43,9 @@ pub struct Config {
     /// The node's NIC (from_nic goes there).
     pub iface: String,
     pub pod_cidrs: PodCidrs,
+    /// The cluster's pod networks (every node's): the only destinations
+    /// `from_pod` routes itself. `None`: this node's `pod_cidrs` only.
+    pub cluster_cidrs: Option<ClusterCidrs>,
     /// `None`: keep what the kernel runs (peer on a fresh node).
     pub mode: Option<Mode>,
     /// `None`: keep what the kernel has, else TCX where available.
@@ -51,11 +58,59 @@ pub struct Config {
 }
 
 impl Config {
+    /// The cluster CIDRs to run with: `cluster_cidrs`, else the node's own.
+    pub fn cluster_cidrs(&self) -> Vec<IpNet> {
+        match &self.cluster_cidrs {
+            Some(c) => c.0.clone(),
+            None => self.pod_cidrs.nets().to_vec(),
+        }
+    }
+
     /// The namespace, as messages name it.
     pub fn netns_label(&self) -> String {
         std::fs::read_link("/proc/self/ns/net")
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "net:[?]".into())
+    }
+}
+
+/// `--cluster-cidr`: the cluster's pod networks, any number of each
+/// family (at most the map's 256).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterCidrs(pub Vec<IpNet>);
+
+impl fmt::Display for ClusterCidrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&s.join(","))
+    }
+}
+
+impl FromStr for ClusterCidrs {
+    type Err = String;
+    /// `CIDR[,CIDR…]`: networks, not addresses (`10.0.0.0/16`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut nets: Vec<IpNet> = Vec::new();
+        for part in s.split(',') {
+            let net: IpNet = part
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad cluster CIDR {part:?}: write it like 10.0.0.0/16"))?;
+            if net.trunc() != net {
+                return Err(format!(
+                    "cluster CIDR {net} has host bits set: did you mean {}?",
+                    net.trunc()
+                ));
+            }
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+        let max = shortpath_common::pod_cidr::MAX_POD_CIDRS as usize;
+        if nets.len() > max {
+            return Err(format!("{} cluster CIDRs: at most {max}", nets.len()));
+        }
+        Ok(Self(nets))
     }
 }
 
@@ -96,6 +151,19 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     if let Some(addr) = cfg.metrics.filter(|a| !a.ip().is_loopback()) {
         tracing::warn!(%addr, "metrics are served beyond loopback: anyone who reaches that address reads them");
     }
+    match &cfg.cluster_cidrs {
+        None => tracing::warn!(
+            pod_cidrs = %cfg.pod_cidrs,
+            "no --cluster-cidr: only this node's pod CIDRs take the fast path; traffic to pods of other nodes goes through the stack"
+        ),
+        Some(c) => {
+            for n in cfg.pod_cidrs.nets() {
+                if !c.0.iter().any(|m| m.contains(n)) {
+                    tracing::warn!(pod_cidr = %n, cluster_cidrs = %c, "the node's own pod CIDR is not inside --cluster-cidr: is the list complete?");
+                }
+            }
+        }
+    }
     let store = store::Store::open(&cfg.state_dir)?;
     let c = cfg.clone();
     let (agent, startup) = tokio::task::spawn_blocking(move || core::Agent::start(&c, store))
@@ -110,6 +178,7 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         node = %cfg.node,
         iface = %cfg.iface,
         pod_cidrs = %cfg.pod_cidrs,
+        cluster_cidrs = %ClusterCidrs(cfg.cluster_cidrs()),
         adopted = startup.adopted,
         setting = ?startup.setting,
         endpoints = startup.endpoints,
@@ -150,4 +219,48 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         "stopping; the dataplane keeps forwarding (pinned)"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_cidrs_parse_any_number_of_networks() {
+        let c: ClusterCidrs = "10.1.0.0/16, fd00:1::/56,10.2.0.0/16,10.1.0.0/16"
+            .parse()
+            .unwrap();
+        assert_eq!(c.to_string(), "10.1.0.0/16,fd00:1::/56,10.2.0.0/16");
+        let e = "10.1.0.5/16".parse::<ClusterCidrs>().unwrap_err();
+        assert!(e.contains("did you mean 10.1.0.0/16"), "{e}");
+        assert!("10.1.0.0".parse::<ClusterCidrs>().is_err());
+        assert!("".parse::<ClusterCidrs>().is_err());
+        let many: Vec<String> = (0..=256)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
+        let e = many.join(",").parse::<ClusterCidrs>().unwrap_err();
+        assert!(e.contains("at most 256"), "{e}");
+    }
+
+    #[test]
+    fn cluster_cidrs_default_to_the_node_own() {
+        let mut cfg = Config {
+            iface: "eth0".into(),
+            pod_cidrs: "10.1.0.0/24,fd00:1::/64".parse().unwrap(),
+            cluster_cidrs: None,
+            mode: None,
+            attach: None,
+            state_dir: DEFAULT_STATE_DIR.into(),
+            socket: DEFAULT_SOCKET.into(),
+            metrics: None,
+            pin_root: PinRoot::shortpath(),
+            node: "n".parse().unwrap(),
+        };
+        assert_eq!(cfg.cluster_cidrs(), cfg.pod_cidrs.nets());
+        cfg.cluster_cidrs = Some("10.0.0.0/8".parse().unwrap());
+        assert_eq!(
+            cfg.cluster_cidrs(),
+            ["10.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+    }
 }

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use shortpath::{
-    agent::{self, Config, PodCidrs},
+    agent::{self, ClusterCidrs, Config, PodCidrs},
     dataplane::{AttachKind, Mode, NodeName, PinRoot},
 };
 
@@ -20,6 +20,13 @@ struct Args {
     /// This node's pod network(s): V4[,V6], e.g. 10.1.0.0/24,fd00:1::/64.
     #[arg(long, value_name = "V4[,V6]")]
     pod_cidr: PodCidrs,
+    /// The cluster's pod networks, every node's, both families, e.g.
+    /// 10.1.0.0/16,fd00:1::/56: the only destinations pods reach on the
+    /// fast path (anything else, such as Service IPs and the internet, goes
+    /// through the node's netfilter). Default: this node's --pod-cidr only,
+    /// so traffic to other nodes' pods goes through the stack.
+    #[arg(long, value_name = "CIDR[,CIDR…]")]
+    cluster_cidr: Option<ClusterCidrs>,
     /// Forwarding mode; default: what the kernel runs now, peer on a fresh
     /// node.
     #[arg(long)]
@@ -59,6 +66,7 @@ fn main() {
     let cfg = Config {
         iface: args.iface,
         pod_cidrs: args.pod_cidr,
+        cluster_cidrs: args.cluster_cidr,
         mode: args.mode,
         attach: args.attach,
         state_dir: args.state_dir,

@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -135,8 +136,9 @@ pub async fn start(
             source,
         },
     )?;
+    let cluster = inv.cluster_cidrs();
     for node in &inv.nodes {
-        launch(lab, node, Some((mode, attach))).await?;
+        launch(lab, node, &cluster, Some((mode, attach))).await?;
         register(lab, inv, node).await?;
     }
     Ok(())
@@ -154,14 +156,16 @@ pub async fn restart(lab: &LabName, node: &NodeInfo) -> Result<(u32, Duration), 
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    Ok(launch(lab, node, None).await?)
+    let cluster = lab::ready_state(lab)?.plan.cluster_cidrs();
+    Ok(launch(lab, node, &cluster, None).await?)
 }
 
 /// Starts node `node`'s agent in its namespace, detached, and waits until
-/// it answers ready.
+/// it answers ready. `cluster`: every node's pod CIDRs (`--cluster-cidr`).
 async fn launch(
     lab: &LabName,
     node: &NodeInfo,
+    cluster: &[IpNet],
     setting: Option<(Mode, AttachKind)>,
 ) -> Result<(u32, Duration), AgentsError> {
     let bin = binary()?;
@@ -186,7 +190,9 @@ async fn launch(
     cmd.arg("--iface")
         .arg(&node.nic.name)
         .arg("--pod-cidr")
-        .arg(cidrs(node));
+        .arg(cidrs(node))
+        .arg("--cluster-cidr")
+        .arg(crate::agent::ClusterCidrs(cluster.to_vec()).to_string());
     if let Some((mode, attach)) = setting {
         cmd.arg("--mode")
             .arg(mode.as_str())

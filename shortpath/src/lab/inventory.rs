@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{plan::Plan, LabError};
@@ -67,7 +68,18 @@ impl Inventory {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// What the dataplane needs of node `name`: its NIC and its pods.
+    /// Every node's pod networks, IPv4 then IPv6: the cluster CIDRs each
+    /// node's dataplane routes with the FIB.
+    pub fn cluster_cidrs(&self) -> Vec<IpNet> {
+        let v4 = self.nodes.iter().filter_map(|n| n.pod_ipv4.as_deref());
+        let v6 = self.nodes.iter().filter_map(|n| n.pod_ipv6.as_deref());
+        v4.chain(v6)
+            .map(|c| c.parse().expect("a plan's pod CIDRs are networks"))
+            .collect()
+    }
+
+    /// What the dataplane needs of node `name`: its NIC, its pods and the
+    /// cluster's pod CIDRs.
     pub fn dataplane_spec(&self, name: &str) -> Option<NodeSpec> {
         let node = self.node(name)?;
         let port = |name: &str, ifindex| Port {
@@ -90,6 +102,7 @@ impl Inventory {
                     addrs: p.ipv4.into_iter().chain(p.ipv6).collect(),
                 })
                 .collect(),
+            cluster_cidrs: self.cluster_cidrs(),
         })
     }
 

@@ -225,6 +225,14 @@ impl Plan {
         self.nodes.iter().flat_map(|n| n.pods.iter())
     }
 
+    /// Every node's pod networks, IPv4 then IPv6: the lab's cluster CIDRs
+    /// (the destinations each node's `from_pod` routes with the FIB).
+    pub fn cluster_cidrs(&self) -> Vec<IpNet> {
+        let v4 = self.nodes.iter().filter_map(|n| n.pod_ipv4.map(IpNet::V4));
+        let v6 = self.nodes.iter().filter_map(|n| n.pod_ipv6.map(IpNet::V6));
+        v4.chain(v6).collect()
+    }
+
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
         self.nodes.iter().find(|n| n.name == name)
     }
@@ -300,6 +308,16 @@ mod tests {
         assert_eq!(p.target("node-a"), Some(Netns::new("sp-node-a")));
         assert_eq!(p.target("nope"), None);
         assert_eq!(p.foreign_namespace(), None);
+        let cluster: Vec<String> = p.cluster_cidrs().iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            cluster,
+            [
+                "172.17.1.0/24",
+                "172.17.2.0/24",
+                "fd00:172:17:1::/64",
+                "fd00:172:17:2::/64"
+            ]
+        );
         let mut bad = p.clone();
         bad.nodes[1].pods[0].netns = "../../tmp".into();
         assert_eq!(bad.foreign_namespace(), Some("../../tmp"));
