@@ -17,6 +17,7 @@ APT_PACKAGES=(
   iproute2 nftables iputils-ping                      # lab, tests
   iperf3 sockperf                                     # generator validation (docs/PERFORMANCE.md)
   bpftool                                             # debugging aid
+  containerd runc busybox-static containernetworking-plugins  # CNI tests: real runtime, IPAM, rootfs
   build-essential pkg-config ca-certificates curl
 )
 missing=()
@@ -73,5 +74,10 @@ if ! mountpoint -q /sys/fs/bpf; then
   log "mounting bpffs on /sys/fs/bpf"
   mount -t bpf bpf /sys/fs/bpf
 fi
+
+# 5. The CNI directories `ctr run --cni` reads (fixed in ctr). Tests bind
+#    their own over these in a private mount namespace; the real ones stay
+#    empty unless the operator installs shortpath's plugin (README).
+mkdir -p /etc/cni/net.d /opt/cni/bin
 
 log "ready"

@@ -32,6 +32,33 @@ pub fn entries(spec: &NodeSpec) -> StdMap<EndpointKey, Endpoint> {
     out
 }
 
+/// Removes `addrs` from the endpoint map pinned for node `node` under
+/// `root`, without loading anything (the CNI plugin's DEL while the agent
+/// is down). A node without pins, or absent addresses, are fine.
+pub fn remove_pinned(
+    root: &crate::PinRoot,
+    node: &crate::NodeName,
+    addrs: &[IpAddr],
+) -> Result<usize, DataplaneError> {
+    let Some(pins) = crate::NodePins::existing(root, node)? else {
+        return Ok(0);
+    };
+    let md = match MapData::from_pin(pins.maps().join(MAP_ENDPOINTS)) {
+        Ok(md) => md,
+        Err(_) => return Ok(0),
+    };
+    let mut map: HashMap<MapData, EndpointKey, Endpoint> =
+        HashMap::try_from(aya::maps::Map::HashMap(md))
+            .map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
+    let mut n = 0;
+    for a in addrs {
+        if map.remove(&key(*a)).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Makes `map` hold exactly `want`: stale keys removed, the rest written.
 /// Returns (written, removed).
 pub fn sync<T: std::borrow::BorrowMut<MapData>>(

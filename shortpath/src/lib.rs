@@ -22,6 +22,7 @@ pub use shortpath_dataplane::{netns, nl, privileges, securefs, sysctl};
 pub mod agent;
 pub mod bench;
 pub mod cli;
+pub mod cni;
 pub mod control;
 pub mod fault;
 pub mod lab;

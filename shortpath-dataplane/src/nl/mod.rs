@@ -155,15 +155,55 @@ impl Netlink {
             netns: name.clone(),
             source,
         })?;
+        Ok(Self::from_fd(fd, name))
+    }
+
+    /// Connects to the namespace open at `fd` (a path a runtime gave, such
+    /// as `/proc/<pid>/ns/net`), named `label` in messages. The socket is
+    /// made on a short-lived thread that enters the namespace; the caller's
+    /// threads never change namespace.
+    pub async fn connect_fd(label: &str, fd: &OwnedFd) -> Result<Self, NlError> {
+        let dup = fd.try_clone().map_err(|source| NlError::Socket {
+            netns: label.to_owned(),
+            source,
+        })?;
+        let sock = std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+            netns::enter_in_child(&dup)?;
+            Socket::new(NETLINK_ROUTE).map(|s| {
+                // SAFETY: into_raw_fd hands over the only owner of the fd.
+                unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(s.into_raw_fd()) }
+            })
+        })
+        .join()
+        .map_err(|_| NlError::Socket {
+            netns: label.to_owned(),
+            source: std::io::Error::other("the namespace thread panicked"),
+        })?
+        .map_err(|source| NlError::Socket {
+            netns: label.to_owned(),
+            source,
+        })?;
+        Ok(Self::from_fd(sock, label.to_owned()))
+    }
+
+    /// Connects in the caller's own namespace.
+    pub fn here(label: &str) -> Result<Self, NlError> {
+        let s = Socket::new(NETLINK_ROUTE).map_err(|source| NlError::Socket {
+            netns: label.to_owned(),
+            source,
+        })?;
+        // SAFETY: into_raw_fd hands over the only owner of the fd.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(s.into_raw_fd()) };
+        Ok(Self::from_fd(fd, label.to_owned()))
+    }
+
+    fn from_fd(fd: OwnedFd, netns: String) -> Self {
         // SAFETY: `fd` is an open netlink socket we own; TokioSocket takes it.
         let socket =
             unsafe { <TokioSocket as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
         let (conn, handle, _) = rtnetlink::from_socket(socket);
         tokio::spawn(conn);
-        Ok(Self {
-            handle,
-            netns: name,
-        })
+        Self { handle, netns }
     }
 
     pub fn netns(&self) -> &str {
@@ -332,6 +372,24 @@ impl Netlink {
             .map_err(self.err(format!("add address {net} to ifindex {index}")))
     }
 
+    /// Adds an address with link scope (never picked as the source for
+    /// other destinations), without DAD.
+    pub async fn add_link_address(&self, index: u32, net: IpNet) -> Result<(), NlError> {
+        let mut req = self
+            .handle
+            .address()
+            .add(index, net.addr(), net.prefix_len());
+        req.message_mut().header.scope = netlink_packet_route::address::AddressScope::Link;
+        if net.addr().is_ipv6() {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        req.execute()
+            .await
+            .map_err(self.err(format!("add link address {net} to ifindex {index}")))
+    }
+
     pub async fn addresses(&self, index: u32) -> Result<Vec<IpAddr>, NlError> {
         let msgs: Vec<_> = self
             .handle
@@ -350,6 +408,40 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Adds a route to `dest` out of device `index`, via `gateway` or, if
+    /// none, directly on the link (scope link).
+    pub async fn add_route_dev(
+        &self,
+        dest: IpNet,
+        gateway: Option<IpAddr>,
+        index: u32,
+    ) -> Result<(), NlError> {
+        let what = match gateway {
+            Some(g) => format!("add route {dest} via {g} dev ifindex {index}"),
+            None => format!("add route {dest} dev ifindex {index}"),
+        };
+        let bad = |e: String| NlError::Request {
+            netns: self.netns.clone(),
+            what: what.clone(),
+            source: rtnetlink::Error::InvalidNla(e),
+        };
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dest.addr(), dest.prefix_len())
+            .map_err(|e| bad(e.to_string()))?
+            .output_interface(index)
+            .protocol(RouteProtocol::Static);
+        b = match gateway {
+            Some(g) => b.gateway(g).map_err(|e| bad(e.to_string()))?,
+            None => b.scope(netlink_packet_route::route::RouteScope::Link),
+        };
+        self.handle
+            .route()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(self.err(what))
     }
 
     /// Adds a route to `dest` via `gateway`.

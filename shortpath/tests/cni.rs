@@ -1,0 +1,474 @@
+//! The CNI plugin as a runtime drives it: the binary exec'd with crafted
+//! CNI_* environments and configs on stdin, inside a lab node whose
+//! shortpathd it talks to, with the reference `host-local` IPAM plugin.
+
+mod common;
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::{assert_all_ok, TestLab};
+use serde_json::{json, Value};
+use shortpath::{netns::Netns, probe};
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_shortpath-cni");
+const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+const T: Duration = Duration::from_secs(3);
+
+/// One plugin run: exit code and parsed stdout (Null when empty).
+struct Run {
+    ok: bool,
+    out: Value,
+}
+
+/// Runs the plugin in namespace `ns` (`None`: here) with `env` and `conf`.
+fn plugin(ns: Option<&str>, env: &[(&str, &str)], conf: &Value) -> Run {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg(PLUGIN);
+            c
+        }
+        None => Command::new(PLUGIN),
+    };
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let out = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    };
+    Run {
+        ok: o.status.success(),
+        out,
+    }
+}
+
+/// A container network namespace the test owns (removed on drop).
+struct PodNs(String);
+
+impl PodNs {
+    fn new(name: String) -> Self {
+        let o = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Self(name)
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for PodNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// A lab with agents, and a plugin config for node-a.
+struct Fixture {
+    lab: TestLab,
+    ns: String,
+    ipam_dir: tempfile::TempDir,
+    log: tempfile::NamedTempFile,
+}
+
+impl Fixture {
+    fn new(prefix: &str) -> Self {
+        let lab = TestLab::up_with(prefix, None, &["--agent", "--mode", "peer"]);
+        let ns = format!("{}-node-a", lab.name);
+        Self {
+            lab,
+            ns,
+            ipam_dir: tempfile::tempdir().unwrap(),
+            log: tempfile::NamedTempFile::new().unwrap(),
+        }
+    }
+
+    fn conf(&self, version: &str) -> Value {
+        json!({
+            "cniVersion": version,
+            "name": "shortpath-test",
+            "type": "shortpath",
+            "socket": format!("/run/shortpath/{}/agents/node-a/api.sock", self.lab.name),
+            "pinRoot": format!("/sys/fs/bpf/shortpath/{}", self.lab.name),
+            "node": "node-a",
+            "logFile": self.log.path(),
+            "ipam": {
+                "type": "host-local",
+                "dataDir": self.ipam_dir.path(),
+                "ranges": [
+                    [{"subnet": "172.17.1.0/24", "rangeStart": "172.17.1.100", "rangeEnd": "172.17.1.200"}],
+                    [{"subnet": "fd00:172:17:1::/64", "rangeStart": "fd00:172:17:1::100", "rangeEnd": "fd00:172:17:1::200"}]
+                ]
+            }
+        })
+    }
+
+    fn env<'a>(&self, command: &'a str, id: &'a str, netns: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", REFERENCE_PLUGINS),
+        ]
+    }
+
+    fn run(&self, command: &str, id: &str, netns: &str, conf: &Value) -> Run {
+        plugin(Some(&self.ns), &self.env(command, id, netns), conf)
+    }
+
+    fn ipam_files(&self) -> Vec<String> {
+        let dir = self.ipam_dir.path().join("shortpath-test");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains('.') || n.contains(':'))
+                    .filter(|n| !n.starts_with("last_reserved_ip") && n != "lock")
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn host_veths(&self) -> Vec<String> {
+        let o = Command::new("ip")
+            .args(["-n", &self.ns, "-j", "link", "show"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str())
+            .filter(|n| n.starts_with("sp"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn endpoints(&self) -> Value {
+        let s = PathBuf::from(format!(
+            "/run/shortpath/{}/agents/node-a/api.sock",
+            self.lab.name
+        ));
+        shortpath::agent::api::call(&s, &shortpath::agent::api::Request::EndpointList).unwrap()
+    }
+}
+
+fn err_code(r: &Run) -> u64 {
+    assert!(!r.ok, "expected an error, got {}", r.out);
+    assert!(
+        r.out["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        r.out
+    );
+    r.out["code"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no code: {}", r.out))
+}
+
+#[test]
+fn version_and_every_error_the_spec_defines_without_a_node() {
+    // No root needed: nothing is touched before these checks.
+    let conf = |v: &str| {
+        json!({"cniVersion": v, "name": "n", "type": "shortpath",
+        "socket": "/nonexistent/api.sock", "ipam": {"type": "host-local"}})
+    };
+    let r = plugin(None, &[("CNI_COMMAND", "VERSION")], &conf("1.0.0"));
+    assert!(r.ok);
+    assert_eq!(
+        r.out["supportedVersions"],
+        json!(["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+    let add = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/proc/self/ns/net"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", REFERENCE_PLUGINS),
+    ];
+    let without =
+        |k: &str| -> Vec<(&str, &str)> { add.iter().copied().filter(|(n, _)| *n != k).collect() };
+    for missing in ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
+        let r = plugin(None, &without(missing), &conf("1.0.0"));
+        assert_eq!(err_code(&r), 4, "without {missing}: {}", r.out);
+        assert_eq!(r.out["cniVersion"], "1.0.0");
+    }
+    let mut bad = add.to_vec();
+    bad[0] = ("CNI_COMMAND", "FROB");
+    assert_eq!(err_code(&plugin(None, &bad, &conf("1.0.0"))), 4);
+    // Not JSON: 6. JSON but not a config: 7. A version it does not speak: 1.
+    let raw = |stdin: &str| {
+        let mut c = Command::new(PLUGIN);
+        c.env_clear().stdin(Stdio::piped()).stdout(Stdio::piped());
+        for (k, v) in add {
+            c.env(k, v);
+        }
+        let mut ch = c.spawn().unwrap();
+        ch.stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let o = ch.wait_with_output().unwrap();
+        Run {
+            ok: o.status.success(),
+            out: serde_json::from_slice(&o.stdout).unwrap(),
+        }
+    };
+    assert_eq!(err_code(&raw("{not json")), 6);
+    assert_eq!(err_code(&raw(r#"{"cniVersion":"1.0.0"}"#)), 7);
+    assert_eq!(err_code(&plugin(None, &add, &conf("0.2.0"))), 1);
+    let mut other = conf("1.0.0");
+    other["type"] = "bridge".into();
+    assert_eq!(err_code(&plugin(None, &add, &other)), 7);
+    // The agent is not there: ADD says try again later, STATUS not available.
+    let r = plugin(None, &add, &conf("1.1.0"));
+    assert_eq!(err_code(&r), 11, "{}", r.out);
+    assert!(
+        r.out["msg"].as_str().unwrap().contains("shortpathd"),
+        "{}",
+        r.out
+    );
+    let r = plugin(
+        None,
+        &[("CNI_COMMAND", "STATUS"), ("CNI_PATH", REFERENCE_PLUGINS)],
+        &conf("1.1.0"),
+    );
+    assert_eq!(err_code(&r), 50, "{}", r.out);
+}
+
+#[test]
+fn add_check_del_in_every_version_leave_nothing_behind() {
+    common::root_or_skip!();
+    assert!(
+        Path::new(REFERENCE_PLUGINS).join("host-local").exists(),
+        "run scripts/setup.sh (containernetworking-plugins)"
+    );
+    let f = Fixture::new("cn");
+    let pods = f.lab.pod_endpoints();
+    let remote = pods.iter().find(|p| p.name == "pod-b").unwrap().clone();
+    for (i, version) in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"].into_iter().enumerate() {
+        let pod = PodNs::new(format!("{}-c{i}", f.lab.name));
+        let id = format!("ctr{i}");
+        let conf = f.conf(version);
+        let r = f.run("ADD", &id, &pod.path(), &conf);
+        assert!(r.ok, "ADD {version}: {}", r.out);
+        let res = &r.out;
+        assert_eq!(res["cniVersion"], version);
+        assert_eq!(res["ips"].as_array().unwrap().len(), 2, "{res}");
+        let v4: std::net::IpAddr = res["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("/32")
+            .parse()
+            .unwrap();
+        let v6: std::net::IpAddr = res["ips"][1]["address"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("/128")
+            .parse()
+            .unwrap();
+        assert_eq!(res["ips"][0]["gateway"], "169.254.1.1");
+        assert_eq!(
+            res["ips"][0].get("version").is_some(),
+            version.starts_with("0."),
+            "{res}"
+        );
+        assert_eq!(res["interfaces"][1]["name"], "eth0");
+        assert_eq!(res["interfaces"][1]["sandbox"], pod.path());
+        // Pod → pod on the other node, pod → node, node → pod, both families.
+        let me = probe::Endpoint {
+            name: id.clone(),
+            netns: Netns::new(&pod.0),
+            ipv4: Some(v4),
+            ipv6: Some(v6),
+        };
+        assert_all_ok(&probe::probe_pair(&me, &remote, 56, T));
+        let node = probe::Endpoint {
+            name: "node-a".into(),
+            netns: Netns::new(&f.ns),
+            ipv4: Some("192.168.1.1".parse().unwrap()),
+            ipv6: Some("fd00:192:168:1::1".parse().unwrap()),
+        };
+        assert_all_ok(&probe::probe_pair(&me, &node, 56, T));
+        assert_all_ok(&probe::probe_pair(&node, &me, 56, T));
+        // The agent has it, in the kernel, with from_pod on its host veth.
+        let eps = f.endpoints();
+        let ep = eps["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["endpoint"]["id"] == format!("{id}_eth0"))
+            .unwrap_or_else(|| panic!("{eps}"));
+        assert_eq!(ep["in_kernel"], true);
+        let host = ep["endpoint"]["host_if"].as_str().unwrap().to_owned();
+        assert!(common::kernel::attached(&f.ns).contains(&(
+            host.clone(),
+            "tcx",
+            "ingress",
+            "from_pod".into()
+        )));
+        assert!(f.host_veths().contains(&host), "{:?}", f.host_veths());
+        assert_eq!(
+            f.ipam_files().len(),
+            2,
+            "one v4 and one v6 lease: {:?}",
+            f.ipam_files()
+        );
+        // CHECK with the result; ADD again: the interface exists.
+        if version != "0.3.1" {
+            let mut c = conf.clone();
+            c["prevResult"] = res.clone();
+            let r = f.run("CHECK", &id, &pod.path(), &c);
+            assert!(r.ok, "CHECK {version}: {}", r.out);
+        }
+        let r = f.run("ADD", &id, &pod.path(), &conf);
+        assert_eq!(err_code(&r), 100, "{}", r.out);
+        // DEL, DEL again, DEL without a netns, DEL after the netns is gone.
+        let mut d = conf.clone();
+        d["prevResult"] = res.clone();
+        for netns in [pod.path(), pod.path(), String::new()] {
+            let r = f.run("DEL", &id, &netns, &d);
+            assert!(r.ok, "DEL {version} ({netns:?}): {}", r.out);
+        }
+        drop(pod);
+        let r = f.run("DEL", &id, &format!("/run/netns/{}-c{i}", f.lab.name), &d);
+        assert!(r.ok, "DEL after the netns is gone: {}", r.out);
+        assert!(!f.host_veths().contains(&host), "{host} left behind");
+        let eps = f.endpoints();
+        assert!(!eps.to_string().contains(&format!("{id}_eth0")), "{eps}");
+    }
+    assert!(f.ipam_files().is_empty(), "IPAM left {:?}", f.ipam_files());
+    assert_eq!(
+        f.endpoints()["map_entries"],
+        2,
+        "only the lab's pod remains"
+    );
+    let log = std::fs::read_to_string(f.log.path()).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("container=ctr0")
+            && l.contains("command=ADD")
+            && l.contains("result=ok")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_failed_add_releases_its_address_and_a_del_after_it_succeeds() {
+    common::root_or_skip!();
+    let f = Fixture::new("cf");
+    let pod = PodNs::new(format!("{}-cx", f.lab.name));
+    // IPAM hands out an address outside the node's pod CIDR: the agent
+    // refuses the endpoint after IPAM and the wiring ran.
+    let mut conf = f.conf("1.0.0");
+    conf["ipam"]["ranges"] = json!([[{"subnet": "10.250.0.0/24"}]]);
+    let r = f.run("ADD", "bad1", &pod.path(), &conf);
+    assert!(!r.ok, "{}", r.out);
+    assert!(
+        r.out["details"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outside"),
+        "{}",
+        r.out
+    );
+    assert!(
+        f.ipam_files().is_empty(),
+        "address not released: {:?}",
+        f.ipam_files()
+    );
+    assert!(f.host_veths().is_empty(), "{:?}", f.host_veths());
+    let r = f.run("DEL", "bad1", &pod.path(), &conf);
+    assert!(r.ok, "DEL after a failed ADD: {}", r.out);
+}
+
+#[test]
+fn with_the_agent_down_add_says_try_again_and_del_still_cleans_up() {
+    common::root_or_skip!();
+    let f = Fixture::new("cd");
+    let pod = PodNs::new(format!("{}-cy", f.lab.name));
+    let conf = f.conf("1.1.0");
+    let r = f.run("ADD", "down1", &pod.path(), &conf);
+    assert!(r.ok, "{}", r.out);
+    let res = r.out.clone();
+    let host = f.host_veths().pop().unwrap();
+    assert_eq!(f.ipam_files().len(), 2);
+    // Agent down (SIGKILL: its pins stay, the node keeps forwarding).
+    let sock = PathBuf::from(format!(
+        "/run/shortpath/{}/agents/node-a/api.sock",
+        f.lab.name
+    ));
+    let h = shortpath::agent::api::call(&sock, &shortpath::agent::api::Request::Health).unwrap();
+    let pid = h["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let st = plugin(
+        Some(&f.ns),
+        &[("CNI_COMMAND", "STATUS"), ("CNI_PATH", REFERENCE_PLUGINS)],
+        &conf,
+    );
+    assert_eq!(err_code(&st), 50);
+    let pod2 = PodNs::new(format!("{}-cz", f.lab.name));
+    assert_eq!(err_code(&f.run("ADD", "down2", &pod2.path(), &conf)), 11);
+    // DEL: veth, IPAM and the map entries go without the agent.
+    let mut d = conf.clone();
+    d["prevResult"] = res.clone();
+    let r = f.run("DEL", "down1", &pod.path(), &d);
+    assert!(r.ok, "DEL with the agent down: {}", r.out);
+    assert!(!f.host_veths().contains(&host));
+    assert!(f.ipam_files().is_empty(), "{:?}", f.ipam_files());
+    // The map no longer has the pod's addresses: read it as the agent
+    // would on its next start.
+    let root: shortpath::dataplane::PinRoot = format!("/sys/fs/bpf/shortpath/{}", f.lab.name)
+        .parse()
+        .unwrap();
+    let node: shortpath::dataplane::NodeName = "node-a".parse().unwrap();
+    let addrs: Vec<std::net::IpAddr> = res["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["address"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        shortpath::dataplane::remove_pinned_addresses(&root, &node, &addrs).unwrap(),
+        0,
+        "entries were still there"
+    );
+}
