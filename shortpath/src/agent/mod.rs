@@ -60,10 +60,7 @@ pub struct Config {
 impl Config {
     /// The cluster CIDRs to run with: `cluster_cidrs`, else the node's own.
     pub fn cluster_cidrs(&self) -> Vec<IpNet> {
-        match &self.cluster_cidrs {
-            Some(c) => c.0.clone(),
-            None => self.pod_cidrs.nets().to_vec(),
-        }
+        ClusterCidrs::or_node(self.cluster_cidrs.as_ref(), &self.pod_cidrs)
     }
 
     /// The namespace, as messages name it.
@@ -78,6 +75,16 @@ impl Config {
 /// family (at most the map's 256).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterCidrs(pub Vec<IpNet>);
+
+impl ClusterCidrs {
+    /// `cluster`, or without it the node's own pod CIDRs.
+    pub fn or_node(cluster: Option<&ClusterCidrs>, pod: &PodCidrs) -> Vec<IpNet> {
+        match cluster {
+            Some(c) => c.0.clone(),
+            None => pod.nets().to_vec(),
+        }
+    }
+}
 
 impl fmt::Display for ClusterCidrs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -244,22 +251,11 @@ mod tests {
 
     #[test]
     fn cluster_cidrs_default_to_the_node_own() {
-        let mut cfg = Config {
-            iface: "eth0".into(),
-            pod_cidrs: "10.1.0.0/24,fd00:1::/64".parse().unwrap(),
-            cluster_cidrs: None,
-            mode: None,
-            attach: None,
-            state_dir: DEFAULT_STATE_DIR.into(),
-            socket: DEFAULT_SOCKET.into(),
-            metrics: None,
-            pin_root: PinRoot::shortpath(),
-            node: "n".parse().unwrap(),
-        };
-        assert_eq!(cfg.cluster_cidrs(), cfg.pod_cidrs.nets());
-        cfg.cluster_cidrs = Some("10.0.0.0/8".parse().unwrap());
+        let pod: PodCidrs = "10.1.0.0/24,fd00:1::/64".parse().unwrap();
+        assert_eq!(ClusterCidrs::or_node(None, &pod), pod.nets());
+        let c: ClusterCidrs = "10.0.0.0/8".parse().unwrap();
         assert_eq!(
-            cfg.cluster_cidrs(),
+            ClusterCidrs::or_node(Some(&c), &pod),
             ["10.0.0.0/8".parse::<IpNet>().unwrap()]
         );
     }
