@@ -472,3 +472,130 @@ fn with_the_agent_down_add_says_try_again_and_del_still_cleans_up() {
         "entries were still there"
     );
 }
+
+/// First in a chain, followed by the reference `portmap` plugin: portmap
+/// gets our result as prevResult, passes it on, and its hostPort DNAT
+/// reaches the pod (whose replies to a non-pod address go through the
+/// node's stack, where conntrack undoes the DNAT).
+#[test]
+fn chained_before_portmap_a_host_port_reaches_the_pod() {
+    common::root_or_skip!();
+    assert!(
+        Path::new(REFERENCE_PLUGINS).join("portmap").exists(),
+        "run scripts/setup.sh"
+    );
+    let f = Fixture::new("cp");
+    let pod = PodNs::new(format!("{}-cp", f.lab.name));
+    let conf = f.conf("1.0.0");
+    let r = f.run("ADD", "pm1", &pod.path(), &conf);
+    assert!(r.ok, "{}", r.out);
+    let ours = r.out.clone();
+    let portmap = |command: &str| {
+        let pm = json!({
+            "cniVersion": "1.0.0",
+            "name": "shortpath-test",
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"}]},
+            "prevResult": ours,
+        });
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", f.ns))
+            .arg(Path::new(REFERENCE_PLUGINS).join("portmap"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        for (k, v) in f.env(command, "pm1", &pod.path()) {
+            c.env(k, v);
+        }
+        let mut ch = c.spawn().unwrap();
+        ch.stdin
+            .take()
+            .unwrap()
+            .write_all(pm.to_string().as_bytes())
+            .unwrap();
+        let o = ch.wait_with_output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = portmap("ADD");
+    assert!(ok, "portmap ADD: {out}");
+    let passed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(passed["ips"], ours["ips"], "portmap passes our result on");
+    // A server in the pod on 8080; a client on node-b to node-a:18080.
+    let pod_ns = Netns::new(&pod.0);
+    let server = shortpath::netns::spawn_in(&pod_ns, || {
+        let l = std::net::TcpListener::bind("0.0.0.0:8080").unwrap();
+        let (mut c, _) = l.accept().unwrap();
+        let mut buf = [0u8; 16];
+        let n = std::io::Read::read(&mut c, &mut buf).unwrap();
+        c.write_all(&buf[..n]).unwrap();
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let node_b = Netns::new(format!("{}-node-b", f.lab.name));
+    let echoed = shortpath::netns::run_in_blocking(&node_b, || {
+        let addr: std::net::SocketAddr = "192.168.1.1:18080".parse().unwrap();
+        let mut c = std::net::TcpStream::connect_timeout(&addr, T).unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        c.write_all(b"via-hostport").unwrap();
+        let mut buf = [0u8; 16];
+        let n = std::io::Read::read(&mut c, &mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .unwrap();
+    assert_eq!(echoed, "via-hostport");
+    server.join().unwrap().unwrap();
+    // DEL in a chain's order: portmap first, then shortpath.
+    let (ok, out) = portmap("DEL");
+    assert!(ok, "portmap DEL: {out}");
+    let mut d = conf.clone();
+    d["prevResult"] = ours.clone();
+    assert!(f.run("DEL", "pm1", &pod.path(), &d).ok);
+    assert!(f.host_veths().is_empty() && f.ipam_files().is_empty());
+}
+
+/// `lab up --cni`: each agent writes its conflist once ready, and leaves it
+/// when it stops (DEL must keep working while the agent is down).
+#[test]
+fn the_agent_writes_its_conflist_once_ready_and_leaves_it_when_stopped() {
+    common::root_or_skip!();
+    let lab = TestLab::up_with("cw", None, &["--cni"]);
+    let dir = format!("/run/shortpath/{}/agents/node-a", lab.name);
+    let path = format!("{dir}/cni/net.d/05-shortpath.conflist");
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o644
+    );
+    let c: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(c["cniVersion"], "1.0.0");
+    assert_eq!(
+        c["cniVersions"],
+        json!(["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    );
+    assert_eq!(c["plugins"][0]["socket"], format!("{dir}/api.sock"));
+    assert_eq!(
+        c["plugins"][0]["ipam"]["ranges"][0][0]["rangeStart"],
+        "172.17.1.100"
+    );
+    let log = std::fs::read_to_string(format!("{dir}/agent.log")).unwrap();
+    let ready = log.find(" ready ").unwrap();
+    let written = log.find("CNI configuration written").unwrap();
+    assert!(written > ready, "written before ready:\n{log}");
+    let sock = PathBuf::from(format!("{dir}/api.sock"));
+    let h = shortpath::agent::api::call(&sock, &shortpath::agent::api::Request::Health).unwrap();
+    let pid = nix::unistd::Pid::from_raw(h["pid"].as_i64().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let t = std::time::Instant::now();
+    while nix::sys::signal::kill(pid, None).is_ok() && t.elapsed() < T {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        Path::new(&path).exists(),
+        "the conflist went with the agent"
+    );
+}

@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::TestLab;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shortpath::agent::api::{self, Request};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_shortpath-cni");
@@ -23,6 +23,8 @@ const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 /// containerd in a node namespace, and everything it needs, in a temp dir.
 struct Containerd {
     dir: tempfile::TempDir,
+    ipam_dir: PathBuf,
+    cni_log: PathBuf,
     ns: String,
     daemon: Child,
     /// `ctr run --rm --cni` in the foreground of a child: it calls DEL
@@ -41,7 +43,7 @@ fn must(o: Output, what: &str) -> Output {
 }
 
 impl Containerd {
-    fn start(lab: &TestLab, node: &str, pod_cidr: &str, range: (&str, &str)) -> Self {
+    fn start(lab: &TestLab, node: &str) -> Self {
         for bin in ["containerd", "ctr", "runc", "busybox"] {
             assert!(
                 Command::new("which")
@@ -82,28 +84,20 @@ impl Containerd {
             )
             .unwrap();
         }
-        let conflist = json!({
-            "cniVersion": "1.0.0",
-            "cniVersions": ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
-            "name": "shortpath",
-            "plugins": [{
-                "type": "shortpath",
-                "socket": format!("/run/shortpath/{}/agents/{node}/api.sock", lab.name),
-                "pinRoot": format!("/sys/fs/bpf/shortpath/{}", lab.name),
-                "node": node,
-                "logFile": d.join("cni.log"),
-                "ipam": {
-                    "type": "host-local",
-                    "dataDir": d.join("ipam"),
-                    "ranges": [[{"subnet": pod_cidr, "rangeStart": range.0, "rangeEnd": range.1}]]
-                }
-            }]
-        });
-        std::fs::write(
-            d.join("cni-conf/05-shortpath.conflist"),
-            conflist.to_string(),
-        )
-        .unwrap();
+        // The conflist the node's agent wrote once it was ready.
+        let written = format!(
+            "/run/shortpath/{}/agents/{node}/cni/net.d/05-shortpath.conflist",
+            lab.name
+        );
+        let text = std::fs::read_to_string(&written).unwrap_or_else(|e| panic!("{written}: {e}"));
+        let conflist: Value = serde_json::from_str(&text).unwrap();
+        let plugin = &conflist["plugins"][0];
+        assert_eq!(plugin["type"], "shortpath");
+        assert_eq!(plugin["node"], node);
+        assert_eq!(conflist["plugins"][1]["type"], "portmap");
+        let ipam_dir = PathBuf::from(plugin["ipam"]["dataDir"].as_str().unwrap());
+        let cni_log = PathBuf::from(plugin["logFile"].as_str().unwrap());
+        std::fs::write(d.join("cni-conf/05-shortpath.conflist"), text).unwrap();
         std::fs::write(
             d.join("config.toml"),
             format!(
@@ -127,6 +121,8 @@ impl Containerd {
             .unwrap();
         let c = Self {
             dir,
+            ipam_dir,
+            cni_log,
             ns,
             daemon,
             runs: Vec::new(),
@@ -209,7 +205,7 @@ impl Containerd {
                 t.elapsed() < Duration::from_secs(20),
                 "{id} has no address: {text} {}\nCNI log: {}",
                 String::from_utf8_lossy(&o.stderr),
-                self.log("cni.log")
+                self.cni_log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -234,8 +230,12 @@ impl Containerd {
         }
     }
 
+    fn cni_log(&self) -> String {
+        std::fs::read_to_string(&self.cni_log).unwrap_or_default()
+    }
+
     fn leases(&self) -> Vec<String> {
-        std::fs::read_dir(self.path("ipam/shortpath"))
+        std::fs::read_dir(self.ipam_dir.join("shortpath"))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -310,19 +310,9 @@ fn sp_veths(ns: &str) -> Vec<String> {
 #[test]
 fn ctr_run_cni_containers_on_two_nodes_talk_on_the_fast_path_and_leave_nothing() {
     common::root_or_skip!();
-    let lab = TestLab::up_with("cr", None, &["--agent", "--mode", "peer"]);
-    let mut a = Containerd::start(
-        &lab,
-        "node-a",
-        "172.17.1.0/24",
-        ("172.17.1.100", "172.17.1.150"),
-    );
-    let mut b = Containerd::start(
-        &lab,
-        "node-b",
-        "172.17.2.0/24",
-        ("172.17.2.100", "172.17.2.150"),
-    );
+    let lab = TestLab::up_with("cr", None, &["--cni", "--mode", "peer"]);
+    let mut a = Containerd::start(&lab, "node-a");
+    let mut b = Containerd::start(&lab, "node-b");
     a.run("c1", &["/bin/sleep", "600"]);
     a.run("c2", &["/bin/sleep", "600"]);
     b.run("c3", &["/bin/nc", "-ll", "-p", "7777", "-e", "/bin/cat"]);
@@ -399,11 +389,11 @@ fn ctr_run_cni_containers_on_two_nodes_talk_on_the_fast_path_and_leave_nothing()
             c.leases().is_empty(),
             "{node}: leases left {:?}\nCNI log: {}",
             c.leases(),
-            c.log("cni.log")
+            c.cni_log()
         );
         let l = agent(&lab, node, Request::EndpointList);
         assert!(!l.to_string().contains("default-c"), "{node}: {l}");
-        let log = c.log("cni.log");
+        let log = c.cni_log();
         assert!(
             log.contains("command=ADD") && log.contains("command=DEL"),
             "{log}"

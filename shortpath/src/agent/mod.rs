@@ -13,6 +13,7 @@
 //! It never setns: it works in the namespace it was started in.
 
 pub mod api;
+pub mod conflist;
 pub mod core;
 pub mod endpoint;
 pub mod host;
@@ -55,6 +56,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub pin_root: PinRoot,
     pub node: NodeName,
+    /// Write the CNI conflist here once ready (`--cni-conf-dir`).
+    pub cni: Option<conflist::CniConf>,
 }
 
 impl Config {
@@ -149,6 +152,12 @@ pub enum AgentError {
     Watch(#[source] std::io::Error),
     #[error("signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("writing the CNI configuration into {dir}: {source}")]
+    Conflist {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the agent until SIGTERM or SIGINT. The dataplane keeps forwarding
@@ -212,6 +221,14 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         source,
     })?;
     tokio::spawn(server::serve(listener, agent, api));
+    // Ready: only now may runtimes send pods here.
+    if let Some(cni) = &cfg.cni {
+        let path = conflist::write(&cfg, cni).map_err(|source| AgentError::Conflist {
+            dir: cni.dir.clone(),
+            source,
+        })?;
+        tracing::info!(path = %path.display(), "CNI configuration written");
+    }
 
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;

@@ -51,6 +51,25 @@ struct Args {
     /// The node's name: its pins are in PIN_ROOT/NODE.
     #[arg(long, default_value = "node")]
     node: NodeName,
+    /// Once ready, write 05-shortpath.conflist into this CNI configuration
+    /// directory (e.g. /etc/cni/net.d); it stays when the agent stops.
+    #[arg(long, value_name = "DIR")]
+    cni_conf_dir: Option<PathBuf>,
+    /// A JSON file with the conflist's `ipam` section (default: host-local
+    /// over --pod-cidr).
+    #[arg(long, value_name = "FILE", requires = "cni_conf_dir")]
+    cni_ipam: Option<PathBuf>,
+    /// The plugin's log file (one line per call).
+    #[arg(long, value_name = "FILE", requires = "cni_conf_dir")]
+    cni_log_file: Option<PathBuf>,
+    /// Chain the reference portmap plugin after shortpath (hostPort).
+    #[arg(long, requires = "cni_conf_dir")]
+    cni_portmap: bool,
+}
+
+fn fail(msg: &str) -> ! {
+    tracing::error!("{msg}");
+    std::process::exit(2);
 }
 
 fn main() {
@@ -63,6 +82,30 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    let cni = match args.cni_conf_dir {
+        None => None,
+        Some(dir) => {
+            let ipam = match &args.cni_ipam {
+                None => None,
+                Some(f) => match std::fs::read(f).map_err(|e| e.to_string()).and_then(|b| {
+                    serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string())
+                }) {
+                    Ok(v) if v.get("type").is_some_and(serde_json::Value::is_string) => Some(v),
+                    Ok(_) => fail(&format!(
+                        "--cni-ipam {}: an ipam section needs a \"type\"",
+                        f.display()
+                    )),
+                    Err(e) => fail(&format!("--cni-ipam {}: {e}", f.display())),
+                },
+            };
+            Some(agent::conflist::CniConf {
+                dir,
+                ipam,
+                log_file: args.cni_log_file,
+                portmap: args.cni_portmap,
+            })
+        }
+    };
     let cfg = Config {
         iface: args.iface,
         pod_cidrs: args.pod_cidr,
@@ -74,6 +117,7 @@ fn main() {
         metrics: args.metrics,
         pin_root: args.pin_root,
         node: args.node,
+        cni,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

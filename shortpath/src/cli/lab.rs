@@ -40,6 +40,11 @@ pub enum LabCommand {
         /// endpoints, and `mode` switches through it.
         #[arg(long)]
         agent: bool,
+        /// Run shortpathd with CNI: each agent writes a conflist (in
+        /// /run/shortpath/<lab>/agents/<node>/cni/net.d) for a container
+        /// runtime started in the node (implies --agent).
+        #[arg(long)]
+        cni: bool,
     },
     /// Remove everything of a lab (idempotent, also after a crash).
     Down {
@@ -104,8 +109,14 @@ pub async fn run(
             mode,
             attach,
             agent,
+            cni,
             ..
         } => {
+            let agents = match (agent, cni) {
+                (_, true) => control::LabAgents::WithCni,
+                (true, false) => control::LabAgents::Yes,
+                (false, false) => control::LabAgents::No,
+            };
             let name = lab_name();
             // The whole config is checked before anything is created.
             let cfg = match &config {
@@ -119,7 +130,7 @@ pub async fn run(
             let touches_existing = force || lab::load_state(&name)?.is_none();
             let plan = session::or_undo(
                 &ctx,
-                async { Ok(control::up(&lock, &cfg, force, mode, attach, agent).await?) },
+                async { Ok(control::up(&lock, &cfg, force, mode, attach, agents).await?) },
                 async || {
                     if !touches_existing {
                         return Ok("nothing was changed".into());

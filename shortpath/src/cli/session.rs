@@ -111,6 +111,11 @@ pub async fn with_lab<T>(
                     restore = Some(Restore::Remove);
                     eprintln!("{why}: building lab {name}");
                     let mode = if agents { Mode::Peer } else { Mode::Bridge };
+                    let agents = if agents {
+                        control::LabAgents::Yes
+                    } else {
+                        control::LabAgents::No
+                    };
                     control::up(&lock, cfg, false, mode, None, agents).await?;
                 }
                 None => restore = Some(Restore::Mode(current_setting(name).await?)),

@@ -77,6 +77,52 @@ pub fn socket(lab: &LabName, node: &str) -> PathBuf {
     dir(lab, node).join("api.sock")
 }
 
+/// Where node `node`'s agent writes its CNI conflist (`lab up --cni`).
+pub fn cni_conf_dir(lab: &LabName, node: &str) -> PathBuf {
+    dir(lab, node).join("cni").join("net.d")
+}
+
+/// Whether the lab's agents write CNI configurations (`lab up --cni`).
+pub fn cni_enabled(lab: &LabName) -> bool {
+    runtime::read_state(lab, AGENTS_FILE)
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+        .is_some_and(|v| v["cni"] == true)
+}
+
+/// The IPAM section a lab node's conflist gets: host-local over the
+/// node's pod CIDRs, from .100 (::100) on, clear of the lab's own pods,
+/// with its leases in the agent's directory.
+fn cni_ipam(lab: &LabName, node: &NodeInfo) -> Value {
+    let mut ranges = Vec::new();
+    if let Some(v4) = node
+        .pod_ipv4
+        .as_deref()
+        .and_then(|s| s.parse::<ipnet::Ipv4Net>().ok())
+    {
+        let start = std::net::Ipv4Addr::from(u32::from(v4.network()) + 100);
+        ranges.push(
+            serde_json::json!([{ "subnet": v4.to_string(), "rangeStart": start.to_string() }]),
+        );
+    }
+    if let Some(v6) = node
+        .pod_ipv6
+        .as_deref()
+        .and_then(|s| s.parse::<ipnet::Ipv6Net>().ok())
+    {
+        let start = std::net::Ipv6Addr::from(u128::from(v6.network()) + 0x100);
+        ranges.push(
+            serde_json::json!([{ "subnet": v6.to_string(), "rangeStart": start.to_string() }]),
+        );
+    }
+    serde_json::json!({
+        "type": "host-local",
+        "dataDir": dir(lab, &node.name).join("cni").join("ipam"),
+        "ranges": ranges,
+    })
+}
+
 /// Whether the lab was built with agents.
 pub fn enabled(lab: &LabName) -> bool {
     runtime::read_state(lab, AGENTS_FILE).is_ok_and(|s| s.is_some())
@@ -126,16 +172,20 @@ pub async fn start(
     inv: &Inventory,
     mode: Mode,
     attach: AttachKind,
+    cni: bool,
 ) -> Result<(), ControlError> {
     let lab = lock.lab();
     let bin = binary()?;
-    runtime::write_json(lock, AGENTS_FILE, &serde_json::json!({ "binary": bin })).map_err(
-        |source| ControlError::State {
-            lab: lab.clone(),
-            file: AGENTS_FILE,
-            source,
-        },
-    )?;
+    runtime::write_json(
+        lock,
+        AGENTS_FILE,
+        &serde_json::json!({ "binary": bin, "cni": cni }),
+    )
+    .map_err(|source| ControlError::State {
+        lab: lab.clone(),
+        file: AGENTS_FILE,
+        source,
+    })?;
     let cluster = inv.cluster_cidrs();
     for node in &inv.nodes {
         launch(lab, node, &cluster, Some((mode, attach))).await?;
@@ -198,6 +248,19 @@ async fn launch(
             .arg(mode.as_str())
             .arg("--attach")
             .arg(attach.as_str());
+    }
+    if cni_enabled(lab) {
+        let cni = d.join("cni");
+        std::fs::create_dir_all(&cni).map_err(spawn_err)?;
+        let ipam = cni.join("ipam.json");
+        std::fs::write(&ipam, cni_ipam(lab, node).to_string()).map_err(spawn_err)?;
+        cmd.arg("--cni-conf-dir")
+            .arg(cni_conf_dir(lab, &node.name))
+            .arg("--cni-ipam")
+            .arg(&ipam)
+            .arg("--cni-log-file")
+            .arg(cni.join("cni.log"))
+            .arg("--cni-portmap");
     }
     cmd.arg("--state-dir")
         .arg(&d)

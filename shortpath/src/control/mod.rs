@@ -83,6 +83,16 @@ fn record(lock: &LabLock, st: &DataplaneState) -> Result<(), ControlError> {
     })
 }
 
+/// Whether a lab's nodes run shortpathd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabAgents {
+    No,
+    /// One agent per node (`lab up --agent`).
+    Yes,
+    /// And each writes a CNI conflist (`lab up --cni`).
+    WithCni,
+}
+
 /// Builds the lab of `lock` with its dataplane in `mode`; a failure removes
 /// everything again. With `force`, an existing lab of that name goes first.
 pub async fn up(
@@ -91,7 +101,7 @@ pub async fn up(
     force: bool,
     mode: Mode,
     attach: Option<AttachKind>,
-    with_agents: bool,
+    lab_agents: LabAgents,
 ) -> Result<lab::plan::Plan, ControlError> {
     if force {
         down(lock).await?;
@@ -100,10 +110,10 @@ pub async fn up(
     let ready = async {
         record(lock, &DataplaneState::default())?;
         prepare(lock).await?;
-        if with_agents {
+        if lab_agents != LabAgents::No {
             let attach = attach.unwrap_or_else(AttachKind::best);
             let inv = lab::inventory(lock.lab()).await?;
-            agents::start(lock, &inv, mode, attach).await?;
+            agents::start(lock, &inv, mode, attach, lab_agents == LabAgents::WithCni).await?;
             record(
                 lock,
                 &DataplaneState {
