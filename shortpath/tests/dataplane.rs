@@ -235,6 +235,7 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
             "links/eth1",
             "maps/ENDPOINTS",
             "maps/COUNTERS",
+            "maps/POD_CIDRS",
             "progs/from_nic",
             "progs/from_pod",
         ] {
@@ -276,11 +277,96 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
     };
     let want = shortpath_common::endpoint::EndpointKey::v4(a4.octets());
     assert!(keys.contains(&want));
+    // Pod CIDRs = every node's pod networks, both families.
+    assert_eq!(pod_cidrs(&dir.join("node-a")), LAB_CIDRS);
 
     ok(shortpath(&["lab", "down", "--name", &lab.name]));
     assert!(!dir.exists(), "pins left behind in {}", dir.display());
     // Idempotent, and the guard's own `lab down` still succeeds.
     ok(shortpath(&["lab", "down", "--name", &lab.name]));
+}
+
+const LAB_CIDRS: [&str; 4] = [
+    "172.17.1.0/24",
+    "172.17.2.0/24",
+    "fd00:172:17:1::/64",
+    "fd00:172:17:2::/64",
+];
+
+/// The pod CIDRs pinned for the node whose pin directory is `node_dir`.
+fn pod_cidrs(node_dir: &std::path::Path) -> Vec<String> {
+    let md = aya::maps::MapData::from_pin(node_dir.join("maps/POD_CIDRS")).unwrap();
+    let map = shortpath::dataplane::PodCidrMap::try_from(aya::maps::Map::LpmTrie(md)).unwrap();
+    shortpath::dataplane::read_pod_cidrs(&map)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// The node API keeps the pod CIDRs: `Node::open` writes its own set
+/// (pods outside it still reach each other, through the stack), and
+/// `set_cluster_cidrs` changes it in the kernel at once; `lab mode`
+/// (apply) writes the lab's set again.
+#[test]
+fn node_writes_and_reads_back_the_cluster_cidrs() {
+    root_or_skip!();
+    let lab = TestLab::up_with("cc", None, &["--mode", "peer"]);
+    let plan = lab.plan();
+    let node_a = &plan.nodes[0];
+    let dir = shortpath::dataplane::PinRoot::shortpath()
+        .path()
+        .join(&lab.name)
+        .join("node-a");
+    assert_eq!(pod_cidrs(&dir), LAB_CIDRS);
+    let nic_ifindex = netns::run_in_blocking(&Netns::new(&node_a.netns), || {
+        nix::net::if_::if_nametoindex("eth1").unwrap()
+    })
+    .unwrap();
+    let only_own: Vec<ipnet::IpNet> = vec![
+        node_a.pod_ipv4.unwrap().into(),
+        node_a.pod_ipv6.unwrap().into(),
+    ];
+    let mut node = shortpath::dataplane::Node::open(
+        shortpath::lab::pin_root(&lab.name.parse().unwrap()),
+        "node-a".parse().unwrap(),
+        node_a.netns.clone(),
+        shortpath::dataplane::Port {
+            ifname: "eth1".into(),
+            ifindex: nic_ifindex,
+        },
+        only_own.clone(),
+    )
+    .unwrap();
+    let strings = |v: &[ipnet::IpNet]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    assert_eq!(strings(&node.cluster_cidrs().unwrap()), strings(&only_own));
+
+    // node-b's pod is outside node-a's set now: pod-a reaches it through
+    // the stack, counted as such.
+    let pods = lab.pod_endpoints();
+    let lxc = &node_a.pods[0].host_if;
+    let before = counters(&status(&lab), &node_a.netns, lxc);
+    assert_all_ok(&probe::probe_pair(&pods[0], &pods[1], 56, T));
+    let after = counters(&status(&lab), &node_a.netns, lxc);
+    assert!(
+        delta(&after, &before, "pass_not_pod_cidr") >= 2,
+        "{after:?}"
+    );
+    assert_eq!(delta(&after, &before, "redirect"), 0, "{after:?}");
+
+    let all: Vec<ipnet::IpNet> = LAB_CIDRS.iter().map(|c| c.parse().unwrap()).collect();
+    node.set_cluster_cidrs(&all).unwrap();
+    assert_eq!(strings(&node.cluster_cidrs().unwrap()), LAB_CIDRS);
+    let before = after;
+    assert_all_ok(&probe::probe_pair(&pods[0], &pods[1], 56, T));
+    let after = counters(&status(&lab), &node_a.netns, lxc);
+    assert_eq!(delta(&after, &before, "pass_not_pod_cidr"), 0, "{after:?}");
+    assert!(delta(&after, &before, "redirect") >= 2, "{after:?}");
+
+    node.set_cluster_cidrs(&[]).unwrap();
+    assert_eq!(node.cluster_cidrs().unwrap(), []);
+    set_mode(&lab, &["redirect"]);
+    assert_eq!(pod_cidrs(&dir), LAB_CIDRS, "apply writes the lab's set");
 }
 
 /// Sends raw frames out of `ifname` in `netns` (AF_PACKET).
