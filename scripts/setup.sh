@@ -18,6 +18,7 @@ APT_PACKAGES=(
   iperf3 sockperf                                     # generator validation (docs/PERFORMANCE.md)
   bpftool                                             # debugging aid
   containerd runc busybox-static containernetworking-plugins  # CNI tests: real runtime, IPAM, rootfs
+  protobuf-compiler                                   # the CRI test client (k8s-cri builds its protos)
   build-essential pkg-config ca-certificates curl
 )
 missing=()

@@ -2,6 +2,7 @@
 //! removed even when a test fails, and running the real binary.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod kernel;
 #[path = "../../../shortpath-dataplane/tests/support/packet.rs"]
 pub mod packet;
