@@ -340,10 +340,12 @@ fn add_check_del_in_every_version_leave_nothing_behind() {
             f.ipam_files()
         );
         // CHECK with the result; ADD again: the interface exists.
-        if version != "0.3.1" {
-            let mut c = conf.clone();
-            c["prevResult"] = res.clone();
-            let r = f.run("CHECK", &id, &pod.path(), &c);
+        let mut c = conf.clone();
+        c["prevResult"] = res.clone();
+        let r = f.run("CHECK", &id, &pod.path(), &c);
+        if version == "0.3.1" {
+            assert_eq!(err_code(&r), 1, "CHECK does not exist in 0.3.1: {}", r.out);
+        } else {
             assert!(r.ok, "CHECK {version}: {}", r.out);
         }
         let r = f.run("ADD", &id, &pod.path(), &conf);
@@ -597,5 +599,80 @@ fn the_agent_writes_its_conflist_once_ready_and_leaves_it_when_stopped() {
     assert!(
         Path::new(&path).exists(),
         "the conflist went with the agent"
+    );
+}
+
+/// GC removes what the runtime no longer lists; a plugin earlier in the
+/// chain keeps its entries in our result (prevResult passthrough); CHECK
+/// fails when the pod lost its address.
+#[test]
+fn gc_prev_result_passthrough_and_a_failing_check() {
+    common::root_or_skip!();
+    let f = Fixture::new("cg");
+    let (p1, p2) = (
+        PodNs::new(format!("{}-g1", f.lab.name)),
+        PodNs::new(format!("{}-g2", f.lab.name)),
+    );
+    let mut conf = f.conf("1.1.0");
+    conf["prevResult"] = json!({
+        "cniVersion": "1.1.0",
+        "interfaces": [{"name": "earlier0"}],
+        "ips": [{"address": "10.9.9.9/32", "interface": 0}],
+        "routes": [],
+    });
+    let r = f.run("ADD", "g1", &p1.path(), &conf);
+    assert!(r.ok, "{}", r.out);
+    assert_eq!(r.out["interfaces"][0]["name"], "earlier0", "{}", r.out);
+    assert_eq!(r.out["interfaces"].as_array().unwrap().len(), 3);
+    assert_eq!(r.out["ips"][0]["address"], "10.9.9.9/32");
+    assert_eq!(
+        r.out["ips"][1]["interface"], 2,
+        "our ips point at our pod interface"
+    );
+    let first = r.out.clone();
+    let conf = f.conf("1.1.0");
+    let r = f.run("ADD", "g2", &p2.path(), &conf);
+    assert!(r.ok, "{}", r.out);
+    let second = r.out.clone();
+    assert_eq!(f.host_veths().len(), 2);
+    // CHECK notices a pod that lost its address.
+    let ip = second["ips"][0]["address"].as_str().unwrap().to_owned();
+    let o = Command::new("ip")
+        .args(["-n", &p2.0, "addr", "del", &ip, "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let mut c = conf.clone();
+    c["prevResult"] = second.clone();
+    let r = f.run("CHECK", "g2", &p2.path(), &c);
+    assert!(
+        !r.ok && r.out["msg"].as_str().unwrap().contains("not on eth0"),
+        "{}",
+        r.out
+    );
+    // GC with only g1 valid: g2's endpoint and veth go, g1's stay.
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "g1", "ifname": "eth0"}]);
+    let r = plugin(
+        Some(&f.ns),
+        &[("CNI_COMMAND", "GC"), ("CNI_PATH", REFERENCE_PLUGINS)],
+        &gc,
+    );
+    assert!(r.ok, "GC: {}", r.out);
+    let eps = f.endpoints().to_string();
+    assert!(eps.contains("g1_eth0") && !eps.contains("g2_eth0"), "{eps}");
+    assert_eq!(f.host_veths().len(), 1);
+    // The runtime still sends DEL for both: fine.
+    for (id, ns, prev) in [("g1", &p1, &first), ("g2", &p2, &second)] {
+        let mut d = conf.clone();
+        d["prevResult"] = prev.clone();
+        let r = f.run("DEL", id, &ns.path(), &d);
+        assert!(r.ok, "DEL {id}: {}", r.out);
+    }
+    assert!(
+        f.host_veths().is_empty() && f.ipam_files().is_empty(),
+        "{:?} {:?}",
+        f.host_veths(),
+        f.ipam_files()
     );
 }

@@ -48,6 +48,31 @@ fn find(env: &Env, conf: &NetConf) -> Result<PathBuf, CniError> {
         })
 }
 
+/// Whether the IPAM plugin speaks CNI 1.1.0 (STATUS and GC exist only
+/// there), asked with VERSION.
+pub fn speaks_1_1(env: &Env, conf: &NetConf) -> bool {
+    let Ok(bin) = find(env, conf) else {
+        return false;
+    };
+    let out = Proc::new(&bin)
+        .env_clear()
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            if let Some(mut s) = c.stdin.take() {
+                let _ = s.write_all(br#"{"cniVersion":"1.0.0"}"#);
+            }
+            c.wait_with_output()
+        });
+    out.ok()
+        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+        .and_then(|v| v.get("supportedVersions")?.as_array().cloned())
+        .is_some_and(|vs| vs.iter().any(|v| v == "1.1.0"))
+}
+
 /// The version the IPAM plugin is spoken to in: 1.1.0 configs go down to
 /// 1.0.0, which the reference plugins (1.1.x) accept and whose results
 /// have the same shape.

@@ -32,7 +32,8 @@ pub struct Outcome {
 
 /// The endpoint id the agent knows this attachment by.
 pub fn endpoint_id(container_id: &str, ifname: &str) -> String {
-    let mut id: String = format!("{container_id}_{ifname}")
+    let full = format!("{container_id}_{ifname}");
+    let id: String = full
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -42,8 +43,12 @@ pub fn endpoint_id(container_id: &str, ifname: &str) -> String {
             }
         })
         .collect();
-    id.truncate(128);
-    id
+    if id.len() <= 128 {
+        return id;
+    }
+    // Too long for the agent: a prefix and a hash of the whole, so two
+    // interfaces of one long container id stay apart.
+    format!("{}-{:08x}", &id[..119], crc32fast::hash(full.as_bytes()))
 }
 
 fn agent_error(socket: &str, e: ClientError) -> CniError {
@@ -174,14 +179,28 @@ async fn dispatch(env: &Env, conf: &NetConf, raw: &Value) -> Result<Option<Value
         Command::Add => add(env, conf, raw).await.map(Some),
         Command::Del => del(env, conf, raw).await.map(|()| None),
         Command::Check => check(env, conf, raw).await.map(|()| None),
-        Command::Status => ready(conf).await.map(|_| None).map_err(|e| {
-            CniError::new(
-                code::NOT_AVAILABLE,
-                format!("shortpath is not ready: {}", e.msg),
-            )
-            .details(e.details)
-        }),
-        Command::Gc => gc(conf, raw).await.map(|()| None),
+        Command::Status => {
+            ready(conf).await.map_err(|e| {
+                CniError::new(
+                    code::NOT_AVAILABLE,
+                    format!("shortpath is not ready: {}", e.msg),
+                )
+                .details(e.details)
+            })?;
+            // STATUS and GC are CNI 1.1.0: passed on to an IPAM plugin
+            // that speaks it (the reference plugins 1.1.x do not).
+            if ipam::speaks_1_1(env, conf) {
+                ipam::run(env, conf, raw, Command::Status)?;
+            }
+            Ok(None)
+        }
+        Command::Gc => {
+            gc(conf, raw).await?;
+            if ipam::speaks_1_1(env, conf) {
+                ipam::run(env, conf, raw, Command::Gc)?;
+            }
+            Ok(None)
+        }
     }
 }
 
@@ -282,9 +301,11 @@ async fn del(env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
     match agent(&conf.socket, Request::EndpointRemove { id }).await {
         Ok(_) => {}
         Err(ClientError::Api(a)) if a.code == ErrorCode::NotFound => {}
-        Err(ClientError::Connect { .. } | ClientError::Io { .. }) => {
-            // The agent is down: take the addresses out of its pinned map
-            // ourselves, so nothing keeps forwarding to a pod that is gone.
+        // The agent is down (or refused): DEL is best effort. Take the
+        // addresses out of its pinned map ourselves, so nothing keeps
+        // forwarding to a pod that is gone, and go on with the veth and
+        // the lease; the agent reconciles the rest when it is back.
+        Err(_) => {
             let addrs = conf
                 .prev_result
                 .as_ref()
@@ -292,7 +313,6 @@ async fn del(env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
                 .unwrap_or_default();
             offline_remove(conf, &addrs)?;
         }
-        Err(e) => return Err(agent_error(&conf.socket, e)),
     }
     pod::del_host(&pod::host_ifname(&env.container_id, &env.ifname)).await?;
     ipam::run(env, conf, raw, Command::Del)?;
@@ -320,6 +340,12 @@ fn offline_remove(conf: &NetConf, addrs: &[IpAddr]) -> Result<(), CniError> {
 }
 
 async fn check(env: &Env, conf: &NetConf, raw: &Value) -> Result<(), CniError> {
+    if conf.cni_version == "0.3.1" {
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            "CHECK exists from CNI 0.4.0 on; this configuration says 0.3.1",
+        ));
+    }
     let prev = conf
         .prev_result
         .as_ref()
@@ -396,7 +422,9 @@ mod tests {
     fn endpoint_ids_are_valid_agent_names() {
         assert_eq!(endpoint_id("default-abc", "eth0"), "default-abc_eth0");
         assert_eq!(endpoint_id("a.b", "net1"), "a-b_net1");
-        assert!(endpoint_id(&"x".repeat(300), "eth0").len() <= 128);
+        let long = "x".repeat(300);
+        assert_eq!(endpoint_id(&long, "eth0").len(), 128);
+        assert_ne!(endpoint_id(&long, "eth0"), endpoint_id(&long, "eth1"));
     }
 
     #[test]

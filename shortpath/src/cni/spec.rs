@@ -133,10 +133,6 @@ impl NetConf {
         Ok((conf, raw))
     }
 
-    /// Whether results of this version carry the IP `version` field.
-    pub fn old_result(&self) -> bool {
-        self.cni_version.starts_with("0.")
-    }
 }
 
 /// The addresses and routes an IPAM result gives.
@@ -173,8 +169,9 @@ impl Ipam {
     }
 }
 
-/// The gateway a pod's routes point at: answered by the host veth (proxy
-/// ARP for the IPv4 one, a fixed link-local address for IPv6).
+/// The gateway a pod's routes point at: an address every host veth has
+/// itself, link-scoped (169.254.1.1/32 and fe80::1/64), so the host side
+/// answers ARP and ND for it.
 pub fn gateway(addr: &IpAddr) -> IpAddr {
     if addr.is_ipv4() {
         IpAddr::from([169, 254, 1, 1])
