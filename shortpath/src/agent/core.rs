@@ -492,6 +492,12 @@ impl Agent {
             "uptime_ms": self.started.elapsed().as_millis() as u64,
             "endpoints": self.records.len(),
             "setting": self.setting,
+            // What the CNI plugin gives pods: the NIC's MTU, read now.
+            "nic": {
+                "ifname": self.node.nic.ifname,
+                "ifindex": self.node.nic.ifindex,
+                "mtu": host::link(&self.node.nic.ifname).ok().map(|l| l.mtu),
+            },
         })
     }
 

@@ -92,17 +92,19 @@ async fn ready(conf: &NetConf) -> Result<Value, CniError> {
 }
 
 /// The pod MTU: the config's, else the node NIC's (the agent names it).
-async fn mtu(conf: &NetConf) -> Result<u32, CniError> {
+/// The pod MTU: the config's, else the node NIC's (in the agent's health
+/// answer, which ADD asks for anyway).
+fn mtu(conf: &NetConf, health: &Value) -> Result<u32, CniError> {
     if let Some(m) = conf.mtu {
         return Ok(m);
     }
-    let st = agent(&conf.socket, Request::Status)
-        .await
-        .map_err(|e| agent_error(&conf.socket, e))?;
-    let nic = st["nic"]["ifname"].as_str().unwrap_or_default().to_owned();
-    crate::agent::host::link(&nic).map(|l| l.mtu).map_err(|e| {
-        CniError::new(code::SETUP, format!("MTU of the node's NIC {nic:?}")).details(e.to_string())
-    })
+    health["nic"]["mtu"]
+        .as_u64()
+        .map(|m| m as u32)
+        .ok_or_else(|| {
+            CniError::new(code::SETUP, "shortpathd did not say the NIC's MTU")
+                .details(health.to_string())
+        })
 }
 
 /// Runs one invocation: `vars` is the environment, `stdin` the config.
@@ -205,8 +207,8 @@ async fn dispatch(env: &Env, conf: &NetConf, raw: &Value) -> Result<Option<Value
 }
 
 async fn add(env: &Env, conf: &NetConf, raw: &Value) -> Result<Value, CniError> {
-    ready(conf).await?;
-    let mtu = mtu(conf).await?;
+    let health = ready(conf).await?;
+    let mtu = mtu(conf, &health)?;
     let ns_path = env.netns.as_ref().expect("checked for ADD");
     let ns = pod::open_netns(ns_path)?;
     let label = ns_path.display().to_string();
