@@ -107,6 +107,11 @@ reasons! {
     /// the cluster's pod CIDRs (a Service IP, the internet): the node's
     /// netfilter must see it (kube-proxy's DNAT, masquerade).
     PassNotPodCidr = 29, "pass_not_pod_cidr", Pass;
+    /// The destination is a pod of this node and the packet belongs to a
+    /// flow that pod sent to the stack (`pass_not_pod_cidr`, recorded in
+    /// the stack-flow map): a Service backend's reply, whose source the
+    /// node's conntrack must translate back to the Service IP.
+    PassStackFlow = 30, "pass_stack_flow", Pass;
     /// Source address does not belong to the pod behind this device (also
     /// ARP senders and ND targets claiming another address).
     DropSpoofed = 40, "drop_spoofed", Drop;

@@ -10,6 +10,7 @@ pub mod csum;
 pub mod endpoint;
 pub mod mode;
 pub mod pod_cidr;
+pub mod stack_flow;
 pub mod trace;
 
 #[cfg(feature = "user")]
@@ -18,6 +19,7 @@ mod pod {
         counters::CounterKey,
         endpoint::{Endpoint, EndpointKey},
         pod_cidr::PodCidrKey,
+        stack_flow::StackFlowKey,
         trace::{CpuState, Offsets, TraceEvent},
     };
 
@@ -27,6 +29,7 @@ mod pod {
     unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for CounterKey {}
     unsafe impl aya::Pod for PodCidrKey {}
+    unsafe impl aya::Pod for StackFlowKey {}
     unsafe impl aya::Pod for TraceEvent {}
     unsafe impl aya::Pod for Offsets {}
     unsafe impl aya::Pod for CpuState {}

@@ -26,6 +26,7 @@ mod pod_cidrs;
 pub mod privileges;
 pub mod securefs;
 mod spec;
+mod stack_flows;
 mod state;
 mod sys;
 pub mod sysctl;
@@ -44,6 +45,7 @@ pub use object::TcObject;
 pub use pins::{NodePins, PinRoot, PinRootError, BPFFS};
 pub use pod_cidrs::{read as read_pod_cidrs, sync as sync_pod_cidrs, PodCidrMap};
 pub use spec::{NodeSpec, PodSpec, Port};
+pub use stack_flows::{read as read_stack_flows, StackFlow, StackFlowMap};
 pub use state::DataplaneState;
 
 /// How traffic to and from pods is forwarded.

@@ -26,9 +26,10 @@ use crate::{
     attach::{self, ProgramStatus},
     counters::{self, ReasonCounts},
     endpoints, kernel,
-    object::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_POD_CIDRS, PINNED_MAPS},
+    object::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_POD_CIDRS, MAP_STACK_FLOWS, PINNED_MAPS},
     pins::{self, NodePins, PinRoot},
     pod_cidrs::{self, PodCidrMap},
+    stack_flows::{self, StackFlow, StackFlowMap},
     AttachKind, DataplaneError, Hook, Mode, NodeName, NodeSpec, PodSpec, Port, TcObject,
 };
 
@@ -125,7 +126,8 @@ impl Node {
         let pins = node.pins()?;
         if PINNED_MAPS.iter().any(|m| !pins.maps().join(m).exists()) {
             // Loading the object creates and pins the missing maps (a
-            // node pinned by an older shortpath lacks POD_CIDRS); its
+            // node pinned by an older shortpath lacks POD_CIDRS or
+            // STACK_FLOWS); its
             // programs are never loaded into the kernel here.
             let fast = Mode::Peer.fast_path().expect("peer is a fast path");
             drop(TcObject::load(fast, Some(&pins.maps()))?);
@@ -246,6 +248,16 @@ impl Node {
         let map =
             PerCpuHashMap::try_from(&map).map_err(|e| DataplaneError::map(MAP_COUNTERS, e))?;
         counters::read(&map)
+    }
+
+    /// The flows the node's pods sent to the stack, whose replies take the
+    /// stack too (the pinned `STACK_FLOWS` map, sorted).
+    pub fn stack_flows(&self) -> Result<Vec<StackFlow>, DataplaneError> {
+        let path = self.pins()?.maps().join(MAP_STACK_FLOWS);
+        let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_STACK_FLOWS, e))?;
+        let map = StackFlowMap::try_from(Map::LruHashMap(md))
+            .map_err(|e| DataplaneError::map(MAP_STACK_FLOWS, e))?;
+        stack_flows::read(&map)
     }
 
     /// Adds or updates one pod: its addresses point at its host veth (those

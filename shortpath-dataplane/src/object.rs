@@ -15,7 +15,7 @@ use shortpath_common::{
     mode::FastPath,
 };
 
-use super::{pod_cidrs::PodCidrMap, DataplaneError, Hook};
+use super::{pod_cidrs::PodCidrMap, stack_flows::StackFlowMap, DataplaneError, Hook};
 
 /// The TC programs (`from_nic`, `from_pod`) and their maps.
 pub static TC_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-tc"));
@@ -27,8 +27,11 @@ pub static TRACE_OBJECT: &[u8] =
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_POD_CIDRS: &str = "POD_CIDRS";
-/// The maps pinned per node and shared by every program generation.
-pub const PINNED_MAPS: [&str; 3] = [MAP_ENDPOINTS, MAP_COUNTERS, MAP_POD_CIDRS];
+pub const MAP_STACK_FLOWS: &str = "STACK_FLOWS";
+/// The maps pinned per node and shared by every program generation (a
+/// flow remembered by one generation's `from_pod` has its replies handed
+/// to the stack by the next one's).
+pub const PINNED_MAPS: [&str; 4] = [MAP_ENDPOINTS, MAP_COUNTERS, MAP_POD_CIDRS, MAP_STACK_FLOWS];
 const GLOBAL_MODE: &str = "MODE";
 /// The section the load-time globals live in (one array map per program
 /// generation, frozen).
@@ -55,7 +58,8 @@ pub struct TcObject {
 impl TcObject {
     /// Loads the object. Maps are created fresh unless `maps_dir` is given:
     /// then the maps pinned there are reused (created and pinned if absent),
-    /// so program generations share endpoints, counters and pod CIDRs.
+    /// so program generations share endpoints, counters, pod CIDRs and the
+    /// flows pods sent to the stack.
     pub fn load(mode: FastPath, maps_dir: Option<&Path>) -> Result<Self, DataplaneError> {
         let mode = mode as u32;
         let mut loader = EbpfLoader::new();
@@ -123,6 +127,16 @@ impl TcObject {
         spec: &super::NodeSpec,
     ) -> Result<(usize, usize), DataplaneError> {
         super::pod_cidrs::sync(&mut self.pod_cidrs()?, &spec.cluster_cidrs)
+    }
+
+    /// The stack-flow map of this generation: the flows its pods sent to
+    /// the stack (written by `from_pod` only).
+    pub fn stack_flows(&self) -> Result<StackFlowMap<&MapData>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(MAP_STACK_FLOWS)
+            .ok_or(DataplaneError::NoMap(MAP_STACK_FLOWS))?;
+        StackFlowMap::try_from(map).map_err(|e| DataplaneError::map(MAP_STACK_FLOWS, e))
     }
 
     /// The counter map of this generation.

@@ -403,3 +403,262 @@ fn from_nic_gso_packets_are_not_held_to_the_pod_mtu() {
     let r = run(&mut obj, Hook::FromNic, &frame, gso);
     assert_eq!(r.verdict, TC_ACT_REDIRECT);
 }
+
+// ------------------------------------------------- replies of stack flows
+
+/// A client pod whose host veth is the loopback device, where
+/// BPF_PROG_TEST_RUN runs: `from_pod` sees its packets as its own.
+const CLIENT4: &str = "172.17.1.20";
+const CLIENT6: &str = "fd00:172:17:1::20";
+const CLIENT_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 0x20];
+/// A Service IP (outside every pod CIDR: the object's POD_CIDRS is empty)
+/// and the backend that answers for it.
+const SERVICE4: &str = "10.96.0.10";
+const SERVICE6: &str = "fd00:96::10";
+const SERVICE_PORT: u16 = 8080;
+const BACKEND4: &str = REMOTE4;
+const BACKEND6: &str = REMOTE6;
+
+/// [`nic_object`] with the client pod on the loopback device.
+fn client_object(mode: FastPath) -> TcObject {
+    let mut obj = nic_object(mode);
+    let ep = Endpoint {
+        ifindex: LO,
+        mtu: 1500,
+        flags: 0,
+        pod_mac: CLIENT_MAC,
+        host_mac: HOST_MAC,
+    };
+    let mut map = obj.endpoints().unwrap();
+    let v4: std::net::Ipv4Addr = CLIENT4.parse().unwrap();
+    let v6: std::net::Ipv6Addr = CLIENT6.parse().unwrap();
+    map.insert(EndpointKey::v4(v4.octets()), ep, 0).unwrap();
+    map.insert(EndpointKey::v6(v6.octets()), ep, 0).unwrap();
+    obj
+}
+
+/// A packet the client sends to the Service (v4 or v6) from `sport`.
+fn to_service(v6: bool, protocol: u8, sport: u16) -> Vec<u8> {
+    if v6 {
+        let mut p = V6::new(CLIENT6, SERVICE6);
+        p.src_mac = CLIENT_MAC;
+        (p.next_header, p.sport, p.dport) = (protocol, sport, SERVICE_PORT);
+        p.build()
+    } else {
+        let mut p = V4::new(CLIENT4, SERVICE4);
+        p.src_mac = CLIENT_MAC;
+        (p.protocol, p.sport, p.dport) = (protocol, sport, SERVICE_PORT);
+        p.build()
+    }
+}
+
+/// The backend's answer arriving on the NIC for `dst`:`dport`.
+fn from_backend(v6: bool, protocol: u8, dst: &str, dport: u16) -> V4OrV6 {
+    if v6 {
+        let mut p = V6::new(BACKEND6, dst);
+        (p.next_header, p.sport, p.dport) = (protocol, SERVICE_PORT, dport);
+        V4OrV6::V6(p)
+    } else {
+        let mut p = V4::new(BACKEND4, dst);
+        (p.protocol, p.sport, p.dport) = (protocol, SERVICE_PORT, dport);
+        V4OrV6::V4(p)
+    }
+}
+
+enum V4OrV6 {
+    V4(V4),
+    V6(V6),
+}
+
+impl V4OrV6 {
+    fn build(&self) -> Vec<u8> {
+        match self {
+            V4OrV6::V4(p) => p.build(),
+            V4OrV6::V6(p) => p.build(),
+        }
+    }
+}
+
+/// The Service-reply rule: `from_pod` remembers what a pod sends to a
+/// destination outside the pod CIDRs (here a Service IP), and `from_nic`
+/// hands the replies of those flows — destination = the pod's address and
+/// port — to the stack unchanged (`pass_stack_flow`), where conntrack
+/// reverses the DNAT. Another port, another protocol, another pod, an echo
+/// request or a fragment are not replies of a remembered flow: unchanged
+/// behaviour.
+#[test]
+fn from_nic_hands_replies_of_flows_a_pod_sent_to_the_stack_to_the_stack() {
+    root_or_skip!();
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    for (mode, helper) in [
+        (FastPath::Redirect, "redirect"),
+        (FastPath::Peer, "redirect_peer"),
+    ] {
+        let mut obj = client_object(mode);
+        // The client's requests, TCP from 40006 and UDP from 40017, and
+        // echo requests with identifier 0x4242: to the stack, remembered.
+        let mut requests = Vec::new();
+        for v6 in [false, true] {
+            requests.push(to_service(v6, TCP, 40006));
+            requests.push(to_service(v6, UDP, 40017));
+        }
+        let mut echo4 = V4::new(CLIENT4, SERVICE4);
+        echo4.src_mac = CLIENT_MAC;
+        echo4.icmp = Some(packet::echo(8, 0x4242));
+        let mut echo6 = V6::new(CLIENT6, SERVICE6);
+        echo6.src_mac = CLIENT_MAC;
+        echo6.icmp6 = Some(packet::echo(128, 0x4242));
+        requests.push(echo4.build());
+        requests.push(echo6.build());
+        for f in &requests {
+            let r = run(&mut obj, Hook::FromPod, f, SkbCtx::default());
+            assert_passed_unchanged(&r, f);
+        }
+        // Again: a known flow is not added twice.
+        for f in &requests {
+            assert_passed_unchanged(&run(&mut obj, Hook::FromPod, f, SkbCtx::default()), f);
+        }
+        let flows: Vec<String> = shortpath_dataplane::read_stack_flows(&obj.stack_flows().unwrap())
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            flows,
+            [
+                "icmp 172.17.1.20:16962",
+                "tcp 172.17.1.20:40006",
+                "udp 172.17.1.20:40017",
+                "tcp [fd00:172:17:1::20]:40006",
+                "udp [fd00:172:17:1::20]:40017",
+                "icmpv6 [fd00:172:17:1::20]:16962",
+            ]
+        );
+
+        let mut cases = Vec::new();
+        for v6 in [false, true] {
+            let (client, other_pod) = if v6 { (CLIENT6, POD6) } else { (CLIENT4, POD4) };
+            let fam = if v6 { "v6" } else { "v4" };
+            for (proto, port, name) in [(TCP, 40006, "tcp"), (UDP, 40017, "udp")] {
+                cases.push(case(
+                    format!("{fam} {name} reply"),
+                    from_backend(v6, proto, client, port).build(),
+                    TC_ACT_OK,
+                    "pass_stack_flow",
+                ));
+                cases.push(case(
+                    format!("{fam} {name} another port"),
+                    from_backend(v6, proto, client, port + 1).build(),
+                    TC_ACT_REDIRECT,
+                    helper,
+                ));
+                cases.push(case(
+                    format!("{fam} {name} another pod, same port"),
+                    from_backend(v6, proto, other_pod, port).build(),
+                    TC_ACT_REDIRECT,
+                    helper,
+                ));
+            }
+            // The TCP flow's port over UDP: another flow.
+            cases.push(case(
+                format!("{fam} udp to the tcp flow's port"),
+                from_backend(v6, UDP, client, 40006).build(),
+                TC_ACT_REDIRECT,
+                helper,
+            ));
+        }
+        // A fragment of a reply: no ports to look at; the stack, as always.
+        let V4OrV6::V4(mut frag) = from_backend(false, UDP, CLIENT4, 40017) else {
+            unreachable!()
+        };
+        frag.frag_off = 0x2000;
+        cases.push(case(
+            "v4 first fragment",
+            frag.build(),
+            TC_ACT_OK,
+            "pass_fragment",
+        ));
+        let V4OrV6::V6(mut frag) = from_backend(true, UDP, CLIENT6, 40017) else {
+            unreachable!()
+        };
+        frag.ext = vec![packet::Ext::Fragment {
+            offset: 0,
+            more: true,
+        }];
+        cases.push(case(
+            "v6 first fragment",
+            frag.build(),
+            TC_ACT_OK,
+            "pass_fragment",
+        ));
+        // Fewer than 8 bytes of L4 (the rest is Ethernet padding): no
+        // ports are read from the padding.
+        let mut cut4 = from_backend(false, UDP, CLIENT4, 40017).build();
+        cut4[ETH_HLEN + 2..ETH_HLEN + 4].copy_from_slice(&(20u16 + 4).to_be_bytes());
+        packet::fix_ipv4_checksum(&mut cut4);
+        cases.push(case("v4 L4 cut short", cut4, TC_ACT_REDIRECT, helper));
+        let mut cut6 = from_backend(true, UDP, CLIENT6, 40017).build();
+        cut6[ETH_HLEN + 4..ETH_HLEN + 6].copy_from_slice(&4u16.to_be_bytes());
+        cases.push(case("v6 L4 cut short", cut6, TC_ACT_REDIRECT, helper));
+        // Echo: the reply with the identifier goes up; a request with it,
+        // a reply with another, are delivered.
+        for (v6, reply, request) in [(false, 0u8, 8u8), (true, 129, 128)] {
+            let fam = if v6 { "v6" } else { "v4" };
+            for (what, kind, id, verdict, reason) in [
+                ("echo reply", reply, 0x4242u16, TC_ACT_OK, "pass_stack_flow"),
+                (
+                    "echo reply, another id",
+                    reply,
+                    0x4243,
+                    TC_ACT_REDIRECT,
+                    helper,
+                ),
+                (
+                    "echo request, same id",
+                    request,
+                    0x4242,
+                    TC_ACT_REDIRECT,
+                    helper,
+                ),
+            ] {
+                let frame = if v6 {
+                    let mut p = V6::new(BACKEND6, CLIENT6);
+                    p.icmp6 = Some(packet::echo(kind, id));
+                    p.build()
+                } else {
+                    let mut p = V4::new(BACKEND4, CLIENT4);
+                    p.icmp = Some(packet::echo(kind, id));
+                    p.build()
+                };
+                cases.push(case(format!("{fam} {what}"), frame, verdict, reason));
+            }
+        }
+        // The client's requests were counted on the same device (lo).
+        let mut all = cases;
+        for f in requests.iter().chain(&requests) {
+            all.push(case("request", f.clone(), TC_ACT_OK, "pass_not_pod_cidr"));
+        }
+        let (nic_cases, pod_cases): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|c| c.what != "request");
+        // Counters of both programs land on lo: compare the sum.
+        let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+        for c in nic_cases.iter().chain(&pod_cases) {
+            *expected.entry(c.reason).or_default() += 1;
+        }
+        let mut wrong = Vec::new();
+        for c in &nic_cases {
+            let r = nic(&mut obj, &c.frame);
+            if r.verdict != c.verdict {
+                wrong.push(format!(
+                    "{}: verdict {} (want {})",
+                    c.what, r.verdict, c.verdict
+                ));
+            } else if c.verdict == TC_ACT_OK && r.out != c.frame {
+                wrong.push(format!("{}: frame modified", c.what));
+            }
+        }
+        assert!(wrong.is_empty(), "{mode:?}:\n{}", wrong.join("\n"));
+        assert_eq!(counts(&obj, LO), expected, "{mode:?}");
+    }
+}

@@ -4,9 +4,12 @@
 //! node's routing: L2 is rewritten as the node's router would (destination
 //! = pod, source = host veth), TTL / hop limit is decremented, and the
 //! packet goes straight to the pod (`redirect` mode: via its host veth;
-//! `peer` mode: into its namespace). Everything else goes to the stack
-//! untouched: the program never drops, so whatever the stack would refuse
-//! (malformed, bad checksum, martian source) is refused and counted there.
+//! `peer` mode: into its namespace) — unless it is the reply of a flow the
+//! pod sent to the stack (a Service backend's answer, see
+//! [`stack_flow`](crate::stack_flow)), which the node's conntrack must
+//! translate back. Everything else goes to the stack untouched: the
+//! program never drops, so whatever the stack would refuse (malformed,
+//! bad checksum, martian source) is refused and counted there.
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
 use shortpath_common::{counters::Reason, endpoint::FLAG_STACK_ONLY, mode::FastPath};
@@ -19,7 +22,7 @@ use crate::{
         self, Ip, Packet, ETH_P_IP, ETH_P_IPV6, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
         IPPROTO_ROUTING,
     },
-    redirect, rewrite,
+    redirect, rewrite, stack_flow,
 };
 
 const PACKET_HOST: u32 = 0;
@@ -43,6 +46,11 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     let ep = maps::endpoint(&p.dst_key()).ok_or(Reason::PassNoEndpoint)?;
     if ep.flags & FLAG_STACK_ONLY != 0 {
         return Err(Reason::PassStackOnly);
+    }
+    // A reply to a flow the pod sent to the stack (a Service's backend
+    // answering): the node's conntrack must undo its DNAT.
+    if stack_flow::is_reply(ctx, &p) {
+        return Err(Reason::PassStackFlow);
     }
     if p.ttl() <= 1 {
         return Err(Reason::PassTtl);

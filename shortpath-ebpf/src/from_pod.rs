@@ -7,13 +7,16 @@
 //! 2. ARP, ND, link-local, group-MAC, fragmented and option-carrying
 //!    packets then go to the stack, so the bridge keeps answering for the
 //!    gateway and the lab can switch back to `bridge`.
-//! 3. A destination pod on this node gets the packet directly.
+//! 3. A destination pod on this node gets the packet directly, unless the
+//!    packet is the reply of a flow that pod sent to the stack
+//!    (`pass_stack_flow`, see [`stack_flow`](crate::stack_flow)).
 //! 4. A destination inside the cluster's pod CIDRs (`POD_CIDRS`) is routed
 //!    with the node's FIB: rewrite L2 + TTL and transmit on the egress
 //!    device, or let `bpf_redirect_neigh` resolve an unknown neighbour.
 //!    What the FIB does not forward goes to the stack, and so does every
 //!    other destination (`pass_not_pod_cidr`): Service IPs need the node's
-//!    DNAT, the internet its masquerade.
+//!    DNAT, the internet its masquerade. Such a flow is remembered, so
+//!    that its replies meet the node's conntrack too.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -31,7 +34,7 @@ use crate::{
     fib::{self, Fib},
     ipv6, maps,
     parse::{self, EthHdr, Ip, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
-    redirect, rewrite, source,
+    redirect, rewrite, source, stack_flow,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -68,6 +71,8 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     // Only pod addresses are routed here: a Service IP must meet the
     // node's DNAT, the internet its masquerade.
     if !maps::in_pod_cidrs(&dst) {
+        // Its replies must take the stack too (the reverse NAT).
+        stack_flow::remember(ctx, &p);
         return Err(Reason::PassNotPodCidr);
     }
 
@@ -189,6 +194,11 @@ fn to_local_pod(
 ) -> Result<(i32, Reason), Reason> {
     if ep.flags & FLAG_STACK_ONLY != 0 {
         return Err(Reason::PassStackOnly);
+    }
+    // The reply of a flow the destination pod sent to the stack: a backend
+    // on this node answering a Service client on this node.
+    if stack_flow::is_reply(ctx, p) {
+        return Err(Reason::PassStackFlow);
     }
     if !redirect::fits_pod_mtu(ctx, ep) {
         return Err(Reason::PassMtu);

@@ -21,4 +21,5 @@ pub mod parse;
 pub mod redirect;
 pub mod rewrite;
 pub mod source;
+pub mod stack_flow;
 pub mod trace;

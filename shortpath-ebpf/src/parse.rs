@@ -7,7 +7,7 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::TcContext;
-use shortpath_common::{counters::Reason, endpoint::EndpointKey};
+use shortpath_common::{counters::Reason, endpoint::EndpointKey, stack_flow::L4_HEAD};
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -91,6 +91,61 @@ impl Packet {
                 Ip::V6(ip) => EndpointKey::v6((*ip).daddr),
             }
         }
+    }
+
+    #[inline(always)]
+    pub fn src_key(&self) -> EndpointKey {
+        // SAFETY: bounds were checked when the packet was parsed.
+        unsafe {
+            match self.ip {
+                Ip::V4(ip) => EndpointKey::v4((*ip).saddr),
+                Ip::V6(ip) => EndpointKey::v6((*ip).saddr),
+            }
+        }
+    }
+
+    /// The upper-layer protocol and the first [`L4_HEAD`] bytes of its
+    /// header, or `None` when the packet has fewer. Only for packets on
+    /// the fast path: no IPv4 options, no IPv6 extension headers, no
+    /// fragments (both programs hand those to the stack first), so L4
+    /// follows the fixed header. The bytes are read directly when they are
+    /// in the linear area, else with `bpf_skb_load_bytes` (which moves no
+    /// data: packet pointers stay valid).
+    #[inline(always)]
+    pub fn l4_head(&self, ctx: &TcContext) -> Option<(u8, [u8; L4_HEAD])> {
+        // SAFETY: bounds were checked when the packet was parsed.
+        let (proto, offset, l4_len) = unsafe {
+            match self.ip {
+                Ip::V4(ip) => {
+                    if (*ip).version_ihl & 0x0f != 5 {
+                        return None;
+                    }
+                    let tot = u16::from_be_bytes((*ip).tot_len) as usize;
+                    // 0: a BIG TCP packet, as long as the skb.
+                    let l4 = if tot == 0 {
+                        L4_HEAD
+                    } else {
+                        tot.saturating_sub(IPV4_HLEN)
+                    };
+                    ((*ip).protocol, ETH_HLEN + IPV4_HLEN, l4)
+                }
+                Ip::V6(ip) => {
+                    let payload = u16::from_be_bytes((*ip).payload_len) as usize;
+                    let l4 = if payload == 0 { L4_HEAD } else { payload };
+                    ((*ip).nexthdr, ETH_HLEN + IPV6_HLEN, l4)
+                }
+            }
+        };
+        // Ethernet padding after a short packet is no L4 header.
+        if l4_len < L4_HEAD {
+            return None;
+        }
+        let head: *const [u8; L4_HEAD] = match header::<[u8; L4_HEAD]>(ctx, offset) {
+            Some(h) => h,
+            None => return ctx.load(offset).ok().map(|h| (proto, h)),
+        };
+        // SAFETY: `header` checked the bounds.
+        Some((proto, unsafe { *head }))
     }
 
     /// TTL (IPv4) or hop limit (IPv6).

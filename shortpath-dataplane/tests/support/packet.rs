@@ -1,4 +1,4 @@
-//! Crafting Ethernet / ARP / IPv4 / IPv6 / UDP / ICMPv6 frames for
+//! Crafting Ethernet / ARP / IPv4 / IPv6 / UDP / TCP / ICMP frames for
 //! BPF_PROG_TEST_RUN.
 #![allow(dead_code)]
 
@@ -19,6 +19,14 @@ pub struct V4 {
     pub options: usize,
     pub frag_off: u16,
     pub payload: usize,
+    /// IP protocol: 17 (UDP, the default) or 6 (a TCP header); any other
+    /// carries a UDP-shaped payload.
+    pub protocol: u8,
+    /// L4 source and destination ports (TCP, UDP).
+    pub sport: u16,
+    pub dport: u16,
+    /// An ICMP message (checksum filled in, protocol 1) instead of L4.
+    pub icmp: Option<Vec<u8>>,
 }
 
 impl V4 {
@@ -32,20 +40,45 @@ impl V4 {
             options: 0,
             frag_off: 0,
             payload: 32,
+            protocol: 17,
+            sport: SPORT,
+            dport: DPORT,
+            icmp: None,
         }
+    }
+
+    /// The same packet the other way: addresses, MACs and ports swapped.
+    pub fn reply(&self) -> Self {
+        let mut r = self.clone();
+        (r.src, r.dst) = (self.dst, self.src);
+        (r.src_mac, r.dst_mac) = (self.dst_mac, self.src_mac);
+        (r.sport, r.dport) = (self.dport, self.sport);
+        r
     }
 
     pub fn build(&self) -> Vec<u8> {
         let ihl = 20 + self.options;
-        let udp_len = 8 + self.payload;
+        let (protocol, upper) = match &self.icmp {
+            Some(msg) => {
+                let mut m = msg.clone();
+                m[2..4].copy_from_slice(&[0, 0]);
+                let c = checksum(&m);
+                m[2..4].copy_from_slice(&c.to_be_bytes());
+                (1, m)
+            }
+            None => (
+                self.protocol,
+                l4(self.protocol, self.sport, self.dport, self.payload),
+            ),
+        };
         let mut f = eth(self.dst_mac, self.src_mac, 0x0800);
         let mut ip = vec![0u8; ihl];
         ip[0] = 0x40 | (ihl / 4) as u8;
-        ip[2..4].copy_from_slice(&((ihl + udp_len) as u16).to_be_bytes());
+        ip[2..4].copy_from_slice(&((ihl + upper.len()) as u16).to_be_bytes());
         ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
         ip[6..8].copy_from_slice(&self.frag_off.to_be_bytes());
         ip[8] = self.ttl;
-        ip[9] = 17;
+        ip[9] = protocol;
         ip[12..16].copy_from_slice(&self.src.octets());
         ip[16..20].copy_from_slice(&self.dst.octets());
         for b in ip[20..].iter_mut() {
@@ -54,7 +87,7 @@ impl V4 {
         let c = checksum(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         f.extend_from_slice(&ip);
-        f.extend_from_slice(&udp(udp_len, self.payload));
+        f.extend_from_slice(&upper);
         f
     }
 }
@@ -67,9 +100,13 @@ pub struct V6 {
     pub dst: Ipv6Addr,
     pub hop_limit: u8,
     /// Next header of the fixed header when neither `ext` nor `icmp6` is
-    /// set (the payload is UDP-shaped whatever it says).
+    /// set (the payload is a TCP header for 6, UDP-shaped for anything
+    /// else).
     pub next_header: u8,
     pub payload: usize,
+    /// L4 source and destination ports (TCP, UDP).
+    pub sport: u16,
+    pub dport: u16,
     /// Extension headers, in order, between the fixed header and L4.
     pub ext: Vec<Ext>,
     /// An ICMPv6 message (checksum filled in) instead of UDP.
@@ -124,9 +161,20 @@ impl V6 {
             hop_limit: 64,
             next_header: 17,
             payload: 32,
+            sport: SPORT,
+            dport: DPORT,
             ext: Vec::new(),
             icmp6: None,
         }
+    }
+
+    /// The same packet the other way: addresses, MACs and ports swapped.
+    pub fn reply(&self) -> Self {
+        let mut r = self.clone();
+        (r.src, r.dst) = (self.dst, self.src);
+        (r.src_mac, r.dst_mac) = (self.dst_mac, self.src_mac);
+        (r.sport, r.dport) = (self.dport, self.sport);
+        r
     }
 
     /// A Neighbor Discovery message (hop limit 255, as ND requires) from
@@ -153,7 +201,10 @@ impl V6 {
                 m[2..4].copy_from_slice(&c.to_be_bytes());
                 (58, m)
             }
-            None => (self.next_header, udp(8 + self.payload, self.payload)),
+            None => (
+                self.next_header,
+                l4(self.next_header, self.sport, self.dport, self.payload),
+            ),
         };
         let mut chain = Vec::new();
         for (i, e) in self.ext.iter().enumerate() {
@@ -222,6 +273,13 @@ pub fn icmp6_echo() -> Vec<u8> {
     vec![128, 0, 0, 0, 0x12, 0x34, 0, 1, 0xde, 0xad, 0xbe, 0xef]
 }
 
+/// An ICMP (IPv4: request 8, reply 0) or ICMPv6 (request 128, reply 129)
+/// echo message of type `kind` with identifier `id`.
+pub fn echo(kind: u8, id: u16) -> Vec<u8> {
+    let [a, b] = id.to_be_bytes();
+    vec![kind, 0, 0, 0, a, b, 0, 1, 0xde, 0xad, 0xbe, 0xef]
+}
+
 fn nd_with_target(kind: u8, flags: u8, target: &str) -> Vec<u8> {
     let mut m = vec![kind, 0, 0, 0, flags, 0, 0, 0];
     m.extend_from_slice(&target.parse::<Ipv6Addr>().unwrap().octets());
@@ -236,11 +294,23 @@ fn eth(dst: [u8; 6], src: [u8; 6], proto: u16) -> Vec<u8> {
     f
 }
 
-fn udp(len: usize, payload: usize) -> Vec<u8> {
-    let mut u = vec![0u8; 8];
-    u[0..2].copy_from_slice(&4321u16.to_be_bytes());
-    u[2..4].copy_from_slice(&1234u16.to_be_bytes());
-    u[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+/// Default L4 ports of crafted packets.
+pub const SPORT: u16 = 4321;
+pub const DPORT: u16 = 1234;
+
+/// A TCP header (20 bytes, ACK) for protocol 6, else a UDP header, then
+/// `payload` bytes. Checksums are left zero: the programs never read them.
+fn l4(protocol: u8, sport: u16, dport: u16, payload: usize) -> Vec<u8> {
+    let mut u = vec![0u8; if protocol == 6 { 20 } else { 8 }];
+    u[0..2].copy_from_slice(&sport.to_be_bytes());
+    u[2..4].copy_from_slice(&dport.to_be_bytes());
+    if protocol == 6 {
+        u[12] = 5 << 4; // data offset
+        u[13] = 0x10; // ACK
+        u[14..16].copy_from_slice(&64240u16.to_be_bytes()); // window
+    } else {
+        u[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    }
     u.extend((0..payload).map(|i| i as u8));
     u
 }

@@ -1,0 +1,43 @@
+//! Flows a pod sent to the node's stack, and their replies
+//! (docs/DATAPLANE.md, "Replies of flows the stack has seen"; the key is
+//! `shortpath_common::stack_flow`).
+//!
+//! A pod's packet to a Service IP goes to the stack, whose conntrack DNATs
+//! it to a backend pod. The backend answers from its own address: a
+//! pod → pod packet that, delivered straight into the client pod, would
+//! skip the conntrack entry that must turn its source back into the
+//! Service IP. So [`remember`] records the pod's end of what `from_pod`
+//! hands to the stack for being outside the pod CIDRs, and [`is_reply`]
+//! tells both programs, before they deliver into a local pod, that the
+//! packet must take the stack instead.
+
+use aya_ebpf::programs::TcContext;
+use shortpath_common::stack_flow::{Side, StackFlowKey};
+
+use crate::{maps, parse::Packet};
+
+/// Records the pod's end (source address, source port / echo id) of a
+/// packet the pod sends to the stack. TCP, UDP and echo requests only.
+#[inline(always)]
+pub fn remember(ctx: &TcContext, p: &Packet) {
+    if let Some((proto, l4)) = p.l4_head(ctx) {
+        if let Some(key) = StackFlowKey::of(&p.src_key(), proto, &l4, Side::FromPod) {
+            maps::remember_stack_flow(&key);
+        }
+    }
+}
+
+/// Whether a packet for a local pod (destination address, destination
+/// port / echo id) belongs to a flow that pod sent to the stack. Packets
+/// without a port (other protocols, ICMP other than echo replies, L4
+/// header cut short) never do.
+#[inline(always)]
+pub fn is_reply(ctx: &TcContext, p: &Packet) -> bool {
+    match p.l4_head(ctx) {
+        Some((proto, l4)) => match StackFlowKey::of(&p.dst_key(), proto, &l4, Side::ToPod) {
+            Some(key) => maps::is_stack_flow(&key),
+            None => false,
+        },
+        None => false,
+    }
+}
