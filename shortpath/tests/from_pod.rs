@@ -503,6 +503,166 @@ fn from_pod_routes_only_pod_cidrs() {
     );
 }
 
+/// The Service case on one node: pod 0 is a Service's client, pod 1 its
+/// backend. What pod 0 sends outside the pod CIDRs (the Service IP) goes
+/// to the stack and is remembered by (family, protocol, pod address, pod
+/// port / echo id); pod 1's answers to that address and port — routed via
+/// the gateway or bridged to pod 0's MAC — go to the stack unchanged
+/// (`pass_stack_flow`), whose conntrack turns their source back into the
+/// Service IP. Packets the program routes or delivers itself, and
+/// fragments, are not remembered; other ports are still delivered.
+#[test]
+fn from_pod_hands_replies_of_flows_a_pod_sent_to_the_stack_to_the_stack() {
+    root_or_skip!();
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    const PORT: u16 = 8080;
+    let (svc4, svc6) = ("10.96.0.10", "fd00:96::10");
+    let lab = TestLab::up_with("ebr", Some(TWO_PODS), &[]);
+    let b = pod_bench(&lab);
+    let _ns = enter(&b.spec.netns);
+    let remote = b.inv.pods_of("node-b").next().unwrap().clone();
+    let (remote4, remote6) = (
+        remote.ipv4.unwrap().to_string(),
+        remote.ipv6.unwrap().to_string(),
+    );
+    let v4 = |i: usize, dst: &str, proto: u8, sport: u16, dport: u16| {
+        let mut f = b.v4(i, dst);
+        (f.protocol, f.sport, f.dport) = (proto, sport, dport);
+        f
+    };
+    let v6 = |i: usize, dst: &str, proto: u8, sport: u16, dport: u16| {
+        let mut f = b.v6(i, dst);
+        (f.next_header, f.sport, f.dport) = (proto, sport, dport);
+        f
+    };
+    for (mode, helper) in [
+        (FastPath::Redirect, "redirect"),
+        (FastPath::Peer, "redirect_peer"),
+    ] {
+        let mut obj = b.object(mode);
+        // Pod 0 → the Service: TCP from 40006, UDP from 40017, echo 0x4242.
+        let mut requests = Vec::new();
+        for (proto, sport) in [(TCP, 40006), (UDP, 40017)] {
+            requests.push(v4(0, svc4, proto, sport, PORT).build());
+            requests.push(v6(0, svc6, proto, sport, PORT).build());
+        }
+        let mut echo = b.v4(0, svc4);
+        echo.icmp = Some(packet::echo(8, 0x4242));
+        requests.push(echo.build());
+        let mut echo = b.v6(0, svc6);
+        echo.icmp6 = Some(packet::echo(128, 0x4242));
+        requests.push(echo.build());
+        for f in &requests {
+            assert_passed_unchanged(&run(&mut obj, Hook::FromPod, f, b.ctx(0)), f);
+        }
+        // Not remembered: a remote pod (the FIB's), a local pod (delivered
+        // here), a fragment to the Service (no ports: the stack anyway).
+        let fib = [
+            v4(0, &remote4, UDP, 50000, PORT).build(),
+            v6(0, &remote6, TCP, 50000, PORT).build(),
+        ];
+        for f in &fib {
+            let r = run(&mut obj, Hook::FromPod, f, b.ctx(0));
+            assert_eq!(r.verdict, TC_ACT_REDIRECT, "to a remote pod");
+        }
+        let local = v4(0, &b.ip4(1), UDP, 50001, PORT).build();
+        let r = run(&mut obj, Hook::FromPod, &local, b.ctx(0));
+        assert_eq!(r.verdict, TC_ACT_REDIRECT, "to a local pod");
+        let mut frag = v4(0, svc4, UDP, 50002, PORT);
+        frag.frag_off = 0x2000;
+        let frag = frag.build();
+        let r = run(&mut obj, Hook::FromPod, &frag, b.ctx(0));
+        assert_passed_unchanged(&r, &frag);
+        let c = counts(&obj, b.pod(0).host_if.ifindex);
+        assert_eq!(c["pass_not_pod_cidr"], requests.len() as u64, "{c:?}");
+        assert_eq!(c["pass_fragment"], 1, "{c:?}");
+        let flows: Vec<String> =
+            shortpath::dataplane::read_stack_flows(&obj.stack_flows().unwrap())
+                .unwrap()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        let (a4, a6) = (b.ip4(0), b.ip6(0));
+        assert_eq!(
+            flows,
+            [
+                format!("icmp {a4}:16962"),
+                format!("tcp {a4}:40006"),
+                format!("udp {a4}:40017"),
+                format!("tcp [{a6}]:40006"),
+                format!("udp [{a6}]:40017"),
+                format!("icmpv6 [{a6}]:16962"),
+            ],
+            "{mode:?}"
+        );
+
+        // Pod 1, the backend, answers pod 0.
+        let mut cases = Vec::new();
+        for (proto, port, name) in [(TCP, 40006, "tcp"), (UDP, 40017, "udp")] {
+            for (fam, f) in [
+                ("v4", v4(1, &a4, proto, PORT, port).build()),
+                ("v6", v6(1, &a6, proto, PORT, port).build()),
+            ] {
+                let mut bridged = f.clone();
+                bridged[..6].copy_from_slice(&b.mac(0));
+                cases.push(case(
+                    format!("{fam} {name} reply via the gateway"),
+                    f,
+                    TC_ACT_OK,
+                    "pass_stack_flow",
+                ));
+                cases.push(case(
+                    format!("{fam} {name} reply bridged"),
+                    bridged,
+                    TC_ACT_OK,
+                    "pass_stack_flow",
+                ));
+            }
+            cases.push(case(
+                format!("v4 {name} another port"),
+                v4(1, &a4, proto, PORT, port + 1).build(),
+                TC_ACT_REDIRECT,
+                helper,
+            ));
+            cases.push(case(
+                format!("v6 {name} another port"),
+                v6(1, &a6, proto, PORT, port + 1).build(),
+                TC_ACT_REDIRECT,
+                helper,
+            ));
+        }
+        for (id, verdict, reason) in [
+            (0x4242u16, TC_ACT_OK, "pass_stack_flow"),
+            (0x4243, TC_ACT_REDIRECT, helper),
+        ] {
+            let mut f = b.v4(1, &a4);
+            f.icmp = Some(packet::echo(0, id));
+            cases.push(case(
+                format!("v4 echo reply {id:#x}"),
+                f.build(),
+                verdict,
+                reason,
+            ));
+            let mut f = b.v6(1, &a6);
+            f.icmp6 = Some(packet::echo(129, id));
+            cases.push(case(
+                format!("v6 echo reply {id:#x}"),
+                f.build(),
+                verdict,
+                reason,
+            ));
+        }
+        check_cases(
+            &mut obj,
+            Hook::FromPod,
+            b.ctx(1),
+            b.pod(1).host_if.ifindex,
+            &cases,
+        );
+    }
+}
+
 /// IPv4 options and fragments go to the stack — only after the source
 /// check, which reads `saddr` at its fixed offset whatever follows.
 #[test]
