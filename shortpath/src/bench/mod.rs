@@ -3,6 +3,7 @@
 //! interleaved rounds so machine drift hits every mode alike.
 
 pub mod agent;
+pub mod cni;
 pub mod load;
 pub mod plot;
 mod result;

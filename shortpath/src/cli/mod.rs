@@ -8,6 +8,7 @@
 mod agent;
 mod agent_bench;
 mod bench;
+mod cni_bench;
 mod interrupt;
 mod lab;
 mod mode;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Measure shortpathd: API latency, idle memory and CPU, restart to
     /// ready while adopting many endpoints (builds its own lab).
     AgentBench(agent_bench::AgentBenchArgs),
+    /// Measure the CNI plugin: ADD and DEL time per call for N pods, and
+    /// what they leave behind (builds its own lab).
+    CniBench(cni_bench::CniBenchArgs),
 }
 
 impl Command {
@@ -76,6 +80,7 @@ impl Command {
             Command::Report(a) => Some(&a.name),
             Command::Trace(a) => Some(&a.name),
             Command::AgentBench(a) => Some(&a.name),
+            Command::CniBench(a) => Some(&a.name),
             Command::Agent(_) => None,
         }
     }
@@ -117,6 +122,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Agent(args) => agent::run(args),
         Command::AgentBench(args) => {
             agent_bench::run(args, name.expect("agent-bench takes a name"), &ctx()?).await
+        }
+        Command::CniBench(args) => {
+            cni_bench::run(args, name.expect("cni-bench takes a name"), &ctx()?).await
         }
     }
 }
