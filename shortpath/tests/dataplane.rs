@@ -7,7 +7,8 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, SocketAddr, UdpSocket},
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     time::Duration,
 };
 
@@ -236,6 +237,7 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
             "maps/ENDPOINTS",
             "maps/COUNTERS",
             "maps/POD_CIDRS",
+            "maps/STACK_FLOWS",
             "progs/from_nic",
             "progs/from_pod",
         ] {
@@ -438,11 +440,17 @@ fn truncated_frames_on_the_wire_go_to_the_stack() {
     assert_eq!(delta(&after, &before, "redirect_peer"), 0, "{after:?}");
 }
 
-/// A Service IP and port as kube-proxy would have them: DNATed by the
-/// client's node to a backend pod.
+/// Service IPs and port as kube-proxy would have them: DNATed by the
+/// client's node to a backend pod — of the other node for the first pair,
+/// of the client's own node for the second.
 const SERVICE_PORT: u16 = 8080;
 const SERVICE4: &str = "10.96.0.10";
 const SERVICE6: &str = "fd00:96::10";
+const LOCAL_SERVICE4: &str = "10.96.0.11";
+const LOCAL_SERVICE6: &str = "fd00:96::11";
+/// The client and a local backend on node-a, a remote backend on node-b.
+const SERVICE_LAB: &str =
+    "[[node]]\nname = \"node-a\"\npods = 2\n[[node]]\nname = \"node-b\"\npods = 1\n";
 
 /// A UDP echo server bound to `addr` in `ns`: answers every datagram with
 /// its payload, and returns the sources it saw once stopped.
@@ -490,42 +498,124 @@ fn udp_ask(ns: &Netns, to: SocketAddr) -> Result<SocketAddr, String> {
     netns::join_thread(th).expect("client thread")
 }
 
+/// A TCP echo server bound to `addr` in `ns`: echoes each connection
+/// until the client closes it, and returns the peers it accepted once
+/// stopped.
+fn tcp_backend(ns: &Netns, addr: IpAddr) -> netns::PortServer<Vec<SocketAddr>> {
+    netns::PortServer::start(ns, T, move |port, stop| {
+        let l = TcpListener::bind(SocketAddr::new(addr, 0)).expect("backend bind");
+        l.set_nonblocking(true).unwrap();
+        port.send(l.local_addr().unwrap().port());
+        let mut seen = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let Ok((mut c, peer)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            seen.push(peer);
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(T)).unwrap();
+            let mut buf = [0u8; 1500];
+            while let Ok(n @ 1..) = c.read(&mut buf) {
+                if c.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+        seen
+    })
+    .unwrap_or_else(|e| panic!("backend in {ns}: {e}"))
+}
+
+/// Connects from `ns` to `to` (3 s), sends a line and reads its echo back.
+fn tcp_ask(ns: &Netns, to: SocketAddr) -> Result<(), String> {
+    let th = netns::spawn_in(ns, move || -> Result<(), String> {
+        let mut s = TcpStream::connect_timeout(&to, T).map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(T)).unwrap();
+        let msg = format!("hello {to}");
+        s.write_all(msg.as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).map_err(|e| format!("echo: {e}"))?;
+        if buf != msg.as_bytes() {
+            return Err(format!("echo differs: {:?}", String::from_utf8_lossy(&buf)));
+        }
+        Ok(())
+    })
+    .unwrap();
+    netns::join_thread(th).expect("client thread")
+}
+
+/// One Service of the test: its IP, the backend pod's address and echo
+/// servers, the client's address.
+struct Service {
+    ip: IpAddr,
+    place: &'static str,
+    backend: IpAddr,
+    client: IpAddr,
+    udp: netns::PortServer<Vec<SocketAddr>>,
+    tcp: netns::PortServer<Vec<SocketAddr>>,
+}
+
 /// A pod → Service flow through the node's netfilter: node-a DNATs
-/// 10.96.0.10:8080 (and a v6 Service IP) to pod-b's UDP echo server, as
+/// 10.96.0.10:8080 (and a v6 Service IP) to a pod of node-b and
+/// 10.96.0.11:8080 (and a v6 one) to a pod of node-a, UDP and TCP, as
 /// kube-proxy does, and routes the Service range out of its NIC, as a real
-/// node's default route would. In peer mode `from_pod` must hand the
-/// request to the stack (the FIB would have sent it, un-DNATed, to
-/// node-b, which has no route for it); pod-a gets the answer.
+/// node's default route would. `from_pod` hands the requests to the stack
+/// (the FIB would have sent them, un-DNATed, to node-b, which has no route
+/// for them) and remembers them; the backends' replies — pod → pod packets
+/// — are handed to node-a's stack too (`from_nic` for node-b's backend,
+/// `from_pod`'s local delivery for node-a's), whose conntrack turns their
+/// source back into the Service IP: the TCP connections complete and the
+/// UDP answers come from the Service address, in peer, redirect and bridge
+/// mode.
 #[test]
 fn pod_to_service_goes_through_the_nodes_dnat() {
     root_or_skip!();
-    let lab = TestLab::up_with("svc", None, &["--mode", "peer"]);
+    let lab = TestLab::up_with("svc", Some(SERVICE_LAB), &["--mode", "peer"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let plan = lab.plan();
     let (node_a, node_b) = (&plan.nodes[0], &plan.nodes[1]);
-    let (pod_a, pod_b) = (&node_a.pods[0], &node_b.pods[0]);
-    let (a_ns, b_ns) = (Netns::new(&pod_a.netns), Netns::new(&pod_b.netns));
-    let backends = [
-        (
-            SERVICE4.parse::<IpAddr>().unwrap(),
-            pod_a.ipv4.unwrap().addr(),
-            udp_backend(&b_ns, pod_b.ipv4.unwrap().addr()),
-        ),
-        (
-            SERVICE6.parse().unwrap(),
-            pod_a.ipv6.unwrap().addr(),
-            udp_backend(&b_ns, pod_b.ipv6.unwrap().addr()),
-        ),
-    ];
-    let (p4, p6) = (backends[0].2.port(), backends[1].2.port());
-    let (b4, b6) = (pod_b.ipv4.unwrap().addr(), pod_b.ipv6.unwrap().addr());
+    let (client, local, remote) = (&node_a.pods[0], &node_a.pods[1], &node_b.pods[0]);
+    let client_ns = Netns::new(&client.netns);
+    let mut services = Vec::new();
+    for (pod, [v4, v6], place) in [
+        (remote, [SERVICE4, SERVICE6], "node-b"),
+        (local, [LOCAL_SERVICE4, LOCAL_SERVICE6], "node-a"),
+    ] {
+        let ns = Netns::new(&pod.netns);
+        for (ip, backend, client) in [
+            (v4, pod.ipv4.unwrap().addr(), client.ipv4.unwrap().addr()),
+            (v6, pod.ipv6.unwrap().addr(), client.ipv6.unwrap().addr()),
+        ] {
+            services.push(Service {
+                ip: ip.parse().unwrap(),
+                place,
+                backend,
+                client,
+                udp: udp_backend(&ns, backend),
+                tcp: tcp_backend(&ns, backend),
+            });
+        }
+    }
+    let mut rules = String::new();
+    for s in &services {
+        let (fam, to) = match s.backend {
+            IpAddr::V4(b) => ("ip", b.to_string()),
+            IpAddr::V6(b) => ("ip6", format!("[{b}]")),
+        };
+        for (proto, port) in [("udp", s.udp.port()), ("tcp", s.tcp.port())] {
+            rules += &format!(
+                "\t\t{fam} daddr {} {proto} dport {SERVICE_PORT} dnat {fam} to {to}:{port}\n",
+                s.ip
+            );
+        }
+    }
     let ruleset = format!(
         "table inet sp_services {{
 \tchain prerouting {{
 \t\ttype nat hook prerouting priority dstnat; policy accept;
-\t\tip daddr {SERVICE4} udp dport {SERVICE_PORT} dnat ip to {b4}:{p4}
-\t\tip6 daddr {SERVICE6} udp dport {SERVICE_PORT} dnat ip6 to [{b6}]:{p6}
-\t}}
+{rules}\t}}
 }}
 "
     );
@@ -548,53 +638,93 @@ fn pod_to_service_goes_through_the_nodes_dnat() {
     });
     // Pod to pod first: neighbours resolved, so the FIB would forward the
     // Service IPs at once.
-    let pods = lab.pod_endpoints();
-    assert_all_ok(&probe::probe_pair(&pods[0], &pods[1], 56, T));
+    assert_all_ok(&probe::probe_all(&lab.pod_endpoints(), 56, T));
 
-    let before = status(&lab);
-    let nf_before = forwarded(&rt, &node_a.netns);
-    for (service, _, _) in &backends {
-        let to = SocketAddr::new(*service, SERVICE_PORT);
-        let from = udp_ask(&a_ns, to).unwrap_or_else(|e| panic!("peer mode: {e}"));
-        // Known limit (docs/DATAPLANE.md): the backend's answer is a pod →
-        // pod packet; from_nic on node-a delivers it without node-a's
-        // conntrack, so its source is not translated back.
-        assert_eq!(
-            from.ip(),
-            if service.is_ipv4() { b4 } else { b6 },
-            "the answer to {to} skipped the reverse NAT before; if it now comes \
-             from the Service IP, update DATAPLANE.md's known limits"
+    for mode in ["peer", "redirect", "bridge"] {
+        if mode != "peer" {
+            set_mode(&lab, &[mode]);
+        }
+        let before = status(&lab);
+        let nf_before = forwarded(&rt, &node_a.netns);
+        let mut wrong = Vec::new();
+        for s in &services {
+            let to = SocketAddr::new(s.ip, SERVICE_PORT);
+            let what = format!("{mode}: {to} (backend {} on {})", s.backend, s.place);
+            match udp_ask(&client_ns, to) {
+                Ok(from) if from == to => {}
+                Ok(from) => wrong.push(format!(
+                    "{what}: UDP answer from {from}, not the Service (no reverse NAT)"
+                )),
+                Err(e) => wrong.push(format!("{what}: UDP: {e}")),
+            }
+            if let Err(e) = tcp_ask(&client_ns, to) {
+                wrong.push(format!("{what}: TCP: {e}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        if mode == "bridge" {
+            continue;
+        }
+        let after = status(&lab);
+        let d = |dev: &str, key: &str| {
+            delta(
+                &counters(&after, &node_a.netns, dev),
+                &counters(&before, &node_a.netns, dev),
+                key,
+            )
+        };
+        // Per Service at least one datagram and a SYN, an ACK with data,
+        // a FIN (and so on) each way.
+        let n = services.len() as u64;
+        assert!(
+            d(&client.host_if, "pass_not_pod_cidr") >= 4 * n,
+            "{mode}: requests to the stack: {after}"
+        );
+        assert!(
+            d("eth1", "pass_stack_flow") >= 2 * 3,
+            "{mode}: node-b's replies to node-a's stack: {after}"
+        );
+        assert!(
+            d(&local.host_if, "pass_stack_flow") >= 2 * 3,
+            "{mode}: the local backend's replies to the stack: {after}"
+        );
+        assert!(
+            forwarded(&rt, &node_a.netns) - nf_before >= 2 * n,
+            "{mode}: the flows crossed node-a's forward hook"
         );
     }
-    let after = status(&lab);
-    let lxc = &pod_a.host_if;
-    let d = |key: &str| {
-        delta(
-            &counters(&after, &node_a.netns, lxc),
-            &counters(&before, &node_a.netns, lxc),
-            key,
-        )
+    // The flows the fast modes remembered, in node-a's pinned map (shared
+    // by both generations): one per client socket, UDP and TCP, in two
+    // modes; none on node-b, whose pods sent nothing to the stack.
+    let pins = shortpath::dataplane::PinRoot::shortpath()
+        .path()
+        .join(&lab.name);
+    let flows = |node: &str| {
+        let md = aya::maps::MapData::from_pin(pins.join(node).join("maps/STACK_FLOWS")).unwrap();
+        let map =
+            shortpath::dataplane::StackFlowMap::try_from(aya::maps::Map::LruHashMap(md)).unwrap();
+        shortpath::dataplane::read_stack_flows(&map).unwrap()
     };
+    let remembered = flows("node-a");
+    assert_eq!(remembered.len(), 2 * 2 * services.len(), "{remembered:?}");
     assert!(
-        d("pass_not_pod_cidr") >= 2,
-        "requests to the stack: {after}"
+        remembered.iter().all(|f| services
+            .iter()
+            .any(|s| s.client == f.addr && [6, 17].contains(&f.protocol))),
+        "{remembered:?}"
     );
-    assert!(
-        forwarded(&rt, &node_a.netns) - nf_before >= 2,
-        "the requests crossed node-a's forward hook"
-    );
-
-    // Bridge mode: the stack both ways, the answer from the Service IP.
-    set_mode(&lab, &["bridge"]);
-    for (service, _, _) in &backends {
-        let to = SocketAddr::new(*service, SERVICE_PORT);
-        let from = udp_ask(&a_ns, to).unwrap_or_else(|e| panic!("bridge mode: {e}"));
-        assert_eq!(from, to, "bridge mode: reverse NAT");
-    }
-    // The backend saw pod-a itself (no masquerade inside the cluster).
-    for (_, client, server) in backends {
-        let seen = server.finish().expect("backend thread");
-        assert!(seen.len() >= 2, "{seen:?}");
-        assert!(seen.iter().all(|s| s.ip() == client), "{seen:?}");
+    assert_eq!(flows("node-b"), []);
+    // The backends saw the client itself (no masquerade inside the
+    // cluster), in every mode.
+    for s in services {
+        for (proto, seen) in [("udp", s.udp.finish()), ("tcp", s.tcp.finish())] {
+            let seen = seen.expect("backend thread");
+            assert!(seen.len() >= 3, "{} {proto}: {seen:?}", s.ip);
+            assert!(
+                seen.iter().all(|p| p.ip() == s.client),
+                "{} {proto}: {seen:?}",
+                s.ip
+            );
+        }
     }
 }
