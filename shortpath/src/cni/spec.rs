@@ -132,7 +132,6 @@ impl NetConf {
         }
         Ok((conf, raw))
     }
-
 }
 
 /// The addresses and routes an IPAM result gives.
