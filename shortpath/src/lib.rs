@@ -15,6 +15,8 @@
 //! - [`control`]: keeps a lab and its dataplane in step.
 //! - [`bench`], [`trace`], [`report`]: the proof: load generator, per-packet
 //!   kernel path tracer, and the article reproduced as a report.
+//! - [`demo`]: real containers (containerd in the lab's nodes) on the
+//!   fast path, narrated.
 
 pub use shortpath_dataplane as dataplane;
 pub use shortpath_dataplane::{netns, nl, privileges, securefs, sysctl};
@@ -24,6 +26,7 @@ pub mod bench;
 pub mod cli;
 pub mod cni;
 pub mod control;
+pub mod demo;
 pub mod fault;
 pub mod lab;
 pub mod names;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{
-    containerd::{agent, must, peer_delivered, sp_veths, Containerd},
+    containerd::{self, agent, must, peer_delivered},
     TestLab,
 };
 use shortpath::agent::api::Request;
@@ -16,12 +16,17 @@ use shortpath::agent::api::Request;
 fn ctr_run_cni_containers_on_two_nodes_talk_on_the_fast_path_and_leave_nothing() {
     common::root_or_skip!();
     let lab = TestLab::up_with("cr", None, &["--cni", "--mode", "peer"]);
-    let mut a = Containerd::start(&lab, "node-a");
-    let mut b = Containerd::start(&lab, "node-b");
-    a.run("c1", &["/bin/sleep", "600"]);
-    a.run("c2", &["/bin/sleep", "600"]);
-    b.run("c3", &["/bin/nc", "-ll", "-p", "7777", "-e", "/bin/cat"]);
-    let (ip1, ip2, ip3) = (a.ip("c1"), a.ip("c2"), b.ip("c3"));
+    let mut a = containerd::start(&lab, "node-a", "");
+    let mut b = containerd::start(&lab, "node-b", "");
+    a.run("c1", &["/bin/sleep", "600"]).unwrap();
+    a.run("c2", &["/bin/sleep", "600"]).unwrap();
+    b.run("c3", &["/bin/nc", "-ll", "-p", "7777", "-e", "/bin/cat"])
+        .unwrap();
+    let (ip1, ip2, ip3) = (
+        a.ip("c1").unwrap(),
+        a.ip("c2").unwrap(),
+        b.ip("c3").unwrap(),
+    );
     for (ip, net) in [(ip1, "172.17.1."), (ip2, "172.17.1."), (ip3, "172.17.2.")] {
         assert!(
             ip.to_string().starts_with(net),
@@ -82,14 +87,11 @@ fn ctr_run_cni_containers_on_two_nodes_talk_on_the_fast_path_and_leave_nothing()
         );
     }
     // Remove: nothing left (veths, endpoints, leases).
-    a.remove_all();
-    b.remove_all();
+    a.remove_all().unwrap();
+    b.remove_all().unwrap();
     for (c, node) in [(&a, "node-a"), (&b, "node-b")] {
-        assert!(
-            sp_veths(&c.ns).is_empty(),
-            "{node}: veths left {:?}",
-            sp_veths(&c.ns)
-        );
+        let veths = c.veths().unwrap();
+        assert!(veths.is_empty(), "{node}: veths left {veths:?}");
         assert!(
             c.leases().is_empty(),
             "{node}: leases left {:?}\nCNI log: {}",

@@ -14,7 +14,7 @@ use std::{
 };
 
 use common::{
-    containerd::{agent, must, peer_delivered, sp_veths, Containerd},
+    containerd::{self, agent, must, peer_delivered},
     TestLab,
 };
 use hyper_util::rt::TokioIo;
@@ -29,7 +29,12 @@ use tonic::transport::{Channel, Endpoint, Uri};
 const PAUSE: &str = "localhost/shortpath-pause:1";
 
 fn sh(cmd: &str) {
-    must(Command::new("sh").arg("-c").arg(cmd).output().unwrap(), cmd);
+    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A docker-archive image whose only process sleeps: the sandbox's pause.
@@ -109,9 +114,8 @@ fn sandbox(name: &str, logs: &Path) -> PodSandboxConfig {
 fn cri_sandboxes_get_our_address_reach_other_nodes_and_leave_nothing() {
     common::root_or_skip!();
     let lab = TestLab::up_with("ci", None, &["--cni", "--mode", "peer"]);
-    let mut ctrd =
-        Containerd::start_with(&lab, "node-a", &format!("  sandbox_image = \"{PAUSE}\"\n"));
-    let tar = pause_image(ctrd.dir.path());
+    let mut ctrd = containerd::start(&lab, "node-a", &format!("  sandbox_image = \"{PAUSE}\"\n"));
+    let tar = pause_image(ctrd.dir());
     must(
         ctrd.ctr(&[
             "-n",
@@ -193,9 +197,10 @@ fn cri_sandboxes_get_our_address_reach_other_nodes_and_leave_nothing() {
     assert_eq!(log.matches("command=ADD").count(), 1, "{log}");
     assert!(log.matches("command=DEL").count() >= 2, "{log}");
     assert!(!log.contains("result=error"), "{log}");
-    assert!(sp_veths(&ctrd.ns).is_empty(), "{:?}", sp_veths(&ctrd.ns));
+    let veths = ctrd.veths().unwrap();
+    assert!(veths.is_empty(), "{veths:?}");
     assert!(ctrd.leases().is_empty(), "{:?}", ctrd.leases());
     let l = agent(&lab, "node-a", Request::EndpointList);
     assert_eq!(l["map_entries"], 2, "only the lab's pod: {l}");
-    ctrd.remove_all();
+    ctrd.remove_all().unwrap();
 }

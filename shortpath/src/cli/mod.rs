@@ -9,6 +9,7 @@ mod agent;
 mod agent_bench;
 mod bench;
 mod cni_bench;
+mod demo;
 mod interrupt;
 mod lab;
 mod mode;
@@ -68,6 +69,10 @@ pub enum Command {
     /// Measure the CNI plugin: ADD and DEL time per call for N pods, and
     /// what they leave behind (builds its own lab).
     CniBench(cni_bench::CniBenchArgs),
+    /// Show real containers on the fast path: a lab with containerd in
+    /// two nodes, containers that ping and talk TCP across, the agents'
+    /// counters, and nothing left afterwards (builds its own lab).
+    Demo(demo::DemoArgs),
 }
 
 impl Command {
@@ -81,6 +86,7 @@ impl Command {
             Command::Trace(a) => Some(&a.name),
             Command::AgentBench(a) => Some(&a.name),
             Command::CniBench(a) => Some(&a.name),
+            Command::Demo(a) => Some(&a.name),
             Command::Agent(_) => None,
         }
     }
@@ -126,5 +132,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::CniBench(args) => {
             cni_bench::run(args, name.expect("cni-bench takes a name"), &ctx()?).await
         }
+        Command::Demo(args) => demo::run(args, name.expect("demo takes a name"), wait, ctx).await,
     }
 }

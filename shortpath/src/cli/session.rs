@@ -47,6 +47,10 @@ pub enum LabUse {
     BuildNew(Config),
     /// As `BuildNew`, with a shortpathd per node, in peer mode.
     BuildNewWithAgents(Config),
+    /// As `BuildNewWithAgents`, and every agent writes a CNI conflist
+    /// (`lab up --cni`). With `keep`, a run that succeeds leaves the lab
+    /// up; a failure or a signal still removes it.
+    BuildNewWithCni { config: Config, keep: bool },
 }
 
 /// What the session puts back at the end.
@@ -94,13 +98,20 @@ pub async fn with_lab<T>(
 ) -> anyhow::Result<T> {
     let lock = ctx.lock(name).await?;
     let exists = lab::load_state(name)?.is_some();
-    let (build, agents) = match lab_use {
-        LabUse::BuildNew(_) | LabUse::BuildNewWithAgents(_) if exists => anyhow::bail!(
-            "lab {name} exists; {why} builds its own: remove it (shortpath lab down --name {name}) or pass another --name"
-        ),
-        LabUse::BuildNew(cfg) => (Some(cfg), false),
-        LabUse::BuildNewWithAgents(cfg) => (Some(cfg), true),
-        LabUse::BuildIfMissing(cfg) => ((!exists).then_some(cfg), false),
+    let (build, agents, keep) = match lab_use {
+        LabUse::BuildNew(_) | LabUse::BuildNewWithAgents(_) | LabUse::BuildNewWithCni { .. }
+            if exists =>
+        {
+            anyhow::bail!(
+                "lab {name} exists; {why} builds its own: remove it (shortpath lab down --name {name}) or pass another --name"
+            )
+        }
+        LabUse::BuildNew(cfg) => (Some(cfg), control::LabAgents::No, false),
+        LabUse::BuildNewWithAgents(cfg) => (Some(cfg), control::LabAgents::Yes, false),
+        LabUse::BuildNewWithCni { config, keep } => {
+            (Some(config), control::LabAgents::WithCni, keep)
+        }
+        LabUse::BuildIfMissing(cfg) => ((!exists).then_some(cfg), control::LabAgents::No, false),
     };
     let mut restore = None;
     let started = ctx
@@ -110,11 +121,9 @@ pub async fn with_lab<T>(
                 Some(cfg) => {
                     restore = Some(Restore::Remove);
                     eprintln!("{why}: building lab {name}");
-                    let mode = if agents { Mode::Peer } else { Mode::Bridge };
-                    let agents = if agents {
-                        control::LabAgents::Yes
-                    } else {
-                        control::LabAgents::No
+                    let mode = match agents {
+                        control::LabAgents::No => Mode::Bridge,
+                        control::LabAgents::Yes | control::LabAgents::WithCni => Mode::Peer,
                     };
                     control::up(&lock, cfg, false, mode, None, agents).await?;
                 }
@@ -130,6 +139,9 @@ pub async fn with_lab<T>(
     };
     // Changes already under way finish before anything is put back.
     netns::wait_idle().await;
+    if keep && matches!(outcome, Ok(Ok(_))) {
+        restore = None;
+    }
     let ended = match restore {
         None => Ok(String::new()),
         Some(Restore::Remove) => control::down(&lock)
