@@ -142,7 +142,13 @@ impl Agent {
         if adopted {
             agent.setting = now;
         } else {
-            agent.apply(want_mode, want_attach)?;
+            // A pod deleted during the start takes its veth with it in the
+            // middle of the attach: drop what vanished and try once more.
+            if let Err(e) = agent.apply(want_mode, want_attach) {
+                tracing::warn!(error = %e, "setting the mode failed; reconciling and retrying once");
+                agent.reconcile()?;
+                agent.apply(want_mode, want_attach)?;
+            }
         }
         agent.ready = true;
         trim_heap();
@@ -283,9 +289,22 @@ impl Agent {
             .cloned()
             .collect();
         for r in missing {
-            self.node.put_endpoint(&r.pod(), &[], self.setting)?;
-            tracing::info!(endpoint = %r.id, "map entries missing: written back");
-            self.count("map_entry_restored", 1);
+            match self.node.put_endpoint(&r.pod(), &[], self.setting) {
+                Ok(()) => {
+                    tracing::info!(endpoint = %r.id, "map entries missing: written back");
+                    self.count("map_entry_restored", 1);
+                }
+                // The veth went while we looked (a pod being deleted):
+                // the endpoint goes with it.
+                Err(_) if !host::exists(r.ifindex) => {
+                    self.node.remove_addresses(&r.addrs)?;
+                    self.node.detach_pod(&r.port())?;
+                    self.records.remove(&r.id);
+                    tracing::info!(endpoint = %r.id, host_if = %r.host_if, "host veth gone: endpoint removed");
+                    self.count("stale_endpoint_removed", 1);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let changed = self.actions.values().sum::<u64>() - before;
         if changed > 0 {

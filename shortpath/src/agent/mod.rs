@@ -205,6 +205,17 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
     let api = server::ApiCounts::default();
     let events = watch::Events::default();
     watch::spawn(agent.clone(), events.clone(), nic).map_err(AgentError::Watch)?;
+    // Devices that went between the start's reconcile and the watch are
+    // caught now, not at the next periodic pass.
+    let a = agent.clone();
+    let again = tokio::task::spawn_blocking(move || {
+        a.lock().unwrap_or_else(|p| p.into_inner()).reconcile()
+    })
+    .await
+    .expect("reconcile does not panic");
+    if let Err(e) = again {
+        tracing::warn!(error = %e, "reconcile after the watch started");
+    }
     if let Some(addr) = cfg.metrics {
         let l = tokio::net::TcpListener::bind(addr)
             .await
