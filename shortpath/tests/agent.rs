@@ -15,7 +15,7 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use common::{assert_all_ok, ok, shortpath, stdout, TestLab};
+use common::{assert_all_ok, kill9, ok, shortpath, stdout, TestLab};
 use serde_json::{json, Value};
 use shortpath::{
     netns::{self, Netns},
@@ -126,31 +126,6 @@ fn agent_process(lab: &TestLab, node: &str) -> (i32, Vec<String>) {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     (pid, argv)
-}
-
-fn kill9(pid: i32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    // Dead means every thread is gone (the last one closes its files: the
-    // socket, the lock). A zombie leader can outlive running threads.
-    let t = Instant::now();
-    let alive = || {
-        std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
-            tasks.flatten().any(|task| {
-                std::fs::read_to_string(task.path().join("stat")).is_ok_and(|st| {
-                    st.rsplit_once(')')
-                        .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-                })
-            })
-        })
-    };
-    while alive() {
-        assert!(t.elapsed() < T, "agent {pid} does not die");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Starts an agent again with the same argv in node `ns`, and waits until

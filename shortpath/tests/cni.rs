@@ -11,81 +11,15 @@ use std::{
     time::Duration,
 };
 
-use common::{assert_all_ok, TestLab};
+use common::{
+    assert_all_ok,
+    cni::{plugin, PodNs, Run, PLUGIN, REFERENCE_PLUGINS},
+    TestLab,
+};
 use serde_json::{json, Value};
 use shortpath::{netns::Netns, probe};
 
-const PLUGIN: &str = env!("CARGO_BIN_EXE_shortpath-cni");
-const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 const T: Duration = Duration::from_secs(3);
-
-/// One plugin run: exit code and parsed stdout (Null when empty).
-struct Run {
-    ok: bool,
-    out: Value,
-}
-
-/// Runs the plugin in namespace `ns` (`None`: here) with `env` and `conf`.
-fn plugin(ns: Option<&str>, env: &[(&str, &str)], conf: &Value) -> Run {
-    let mut cmd = match ns {
-        Some(ns) => {
-            let mut c = Command::new("nsenter");
-            c.arg(format!("--net=/run/netns/{ns}")).arg(PLUGIN);
-            c
-        }
-        None => Command::new(PLUGIN),
-    };
-    cmd.env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    let out = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
-    };
-    Run {
-        ok: o.status.success(),
-        out,
-    }
-}
-
-/// A container network namespace the test owns (removed on drop).
-struct PodNs(String);
-
-impl PodNs {
-    fn new(name: String) -> Self {
-        let o = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        Self(name)
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.0)
-    }
-}
-
-impl Drop for PodNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
 
 /// A lab with agents, and a plugin config for node-a.
 struct Fixture {

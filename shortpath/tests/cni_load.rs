@@ -10,7 +10,6 @@ mod common;
 
 use std::{
     collections::{BTreeSet, VecDeque},
-    io::Write as _,
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -21,15 +20,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::TestLab;
+use common::{
+    cni::{plugin, PodNs, Run, REFERENCE_PLUGINS},
+    kill9, TestLab,
+};
 use serde_json::{json, Value};
 use shortpath::{
     agent::api::{self, Request},
     netns::{self, Netns},
 };
 
-const PLUGIN: &str = env!("CARGO_BIN_EXE_shortpath-cni");
-const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 const PODS: usize = 100;
 const WORKERS: usize = 8;
 /// Pods a worker keeps up before it removes its oldest one: so there are
@@ -56,46 +56,6 @@ mod phase {
     /// The new agent is spawned, not yet ready.
     pub const STARTING: u8 = 3;
     pub const AFTER: u8 = 4;
-}
-
-/// One plugin run: exit status and parsed stdout (Null when empty).
-struct Run {
-    ok: bool,
-    out: Value,
-}
-
-impl Run {
-    fn code(&self) -> Option<u64> {
-        if self.ok {
-            None
-        } else {
-            self.out["code"].as_u64()
-        }
-    }
-}
-
-/// A container network namespace the test owns (removed on drop).
-struct PodNs(String);
-
-impl PodNs {
-    fn new(name: String) -> Self {
-        let o = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        Self(name)
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.0)
-    }
-}
-
-impl Drop for PodNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
 }
 
 /// One pod of the load: its namespace, container id and ADD result.
@@ -163,41 +123,14 @@ impl Fixture {
 
     /// Runs the plugin in node-a's namespace.
     fn run(&self, command: &str, id: &str, netns: &str, conf: &Value) -> Run {
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.ns))
-            .arg(PLUGIN)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", id)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", REFERENCE_PLUGINS)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A plugin that exits without reading stdin shows in its result.
-        let _ = child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes());
-        let o = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&o.stdout);
-        let mut out = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| json!({ "stdout": text }))
-        };
-        if !o.status.success() && !out.is_object() {
-            out = json!({ "status": o.status.to_string(), "stderr": String::from_utf8_lossy(&o.stderr) });
-        }
-        Run {
-            ok: o.status.success(),
-            out,
-        }
+        let env = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", REFERENCE_PLUGINS),
+        ];
+        plugin(Some(&self.ns), &env, conf)
     }
 
     /// Leases host-local holds (one file per address).
@@ -301,32 +234,6 @@ impl Fixture {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-    }
-}
-
-/// SIGKILL, then wait until every thread of `pid` is gone (the last one
-/// closes its files: the socket, the lock). A zombie leader can outlive
-/// running threads.
-fn kill9(pid: i32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let t = Instant::now();
-    let alive = || {
-        std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
-            tasks.flatten().any(|task| {
-                std::fs::read_to_string(task.path().join("stat")).is_ok_and(|st| {
-                    st.rsplit_once(')')
-                        .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
-                })
-            })
-        })
-    };
-    while alive() {
-        assert!(t.elapsed() < T, "agent {pid} does not die");
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -2,6 +2,7 @@
 //! removed even when a test fails, and running the real binary.
 #![allow(dead_code)]
 
+pub mod cni;
 pub mod containerd;
 pub mod kernel;
 #[path = "../../../shortpath-dataplane/tests/support/packet.rs"]
@@ -213,4 +214,33 @@ pub fn assert_all_ok(results: &[shortpath::probe::Probe]) {
         results.len(),
         failed.join("\n")
     );
+}
+
+/// SIGKILL, then wait until every thread of `pid` is gone (the last one
+/// closes its files: a socket, a lock). A zombie leader can outlive
+/// running threads.
+pub fn kill9(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let alive = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+            tasks.flatten().any(|task| {
+                std::fs::read_to_string(task.path().join("stat")).is_ok_and(|st| {
+                    st.rsplit_once(')')
+                        .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+                })
+            })
+        })
+    };
+    while alive() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "agent {pid} does not die"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
