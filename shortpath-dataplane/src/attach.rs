@@ -309,6 +309,30 @@ pub struct ProgramStatus {
     /// switch); 0 normally.
     pub extra_programs: usize,
     pub counters: ReasonCounts,
+    /// The attached program's run time as the kernel counts it while
+    /// `kernel.bpf_stats_enabled` is 1 (for all devices it runs on).
+    pub run: Option<RunStats>,
+}
+
+/// A program's kernel run-time counters (`bpf_prog_info`).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct RunStats {
+    pub run_time_ns: u64,
+    pub run_count: u64,
+    /// `run_time_ns / run_count`; `None` before the first counted run.
+    pub ns_per_packet: Option<f64>,
+}
+
+impl RunStats {
+    /// The counters of program `id`; `None` if it cannot be read.
+    pub fn of(id: u32) -> Option<Self> {
+        let (run_time_ns, run_count) = kernel::run_stats(id).ok()?;
+        Some(Self {
+            run_time_ns,
+            run_count,
+            ns_per_packet: (run_count > 0).then(|| run_time_ns as f64 / run_count as f64),
+        })
+    }
 }
 
 /// Every port of a node with what the kernel has attached and the
@@ -348,6 +372,7 @@ pub fn status(spec: &NodeSpec) -> Result<Vec<ProgramStatus>, DataplaneError> {
             mode,
             extra_programs: extra,
             counters: counts.get(&port.ifindex).cloned().unwrap_or_default(),
+            run: program_id.and_then(RunStats::of),
         });
     }
     Ok(out)

@@ -36,7 +36,7 @@ use std::{fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 use shortpath_common::mode::FastPath;
 
-pub use attach::{apply, prepare, status, ProgramStatus};
+pub use attach::{apply, prepare, status, ProgramStatus, RunStats};
 pub use endpoints::{entries as endpoint_entries, remove_pinned as remove_pinned_addresses};
 pub use error::{DataplaneError, VERIFIER_LOG_ENV};
 pub use names::{NodeName, PinName};

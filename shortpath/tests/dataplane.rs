@@ -728,3 +728,66 @@ fn pod_to_service_goes_through_the_nodes_dnat() {
         }
     }
 }
+
+/// Restores `kernel.bpf_stats_enabled` when dropped.
+struct BpfStats(String);
+
+impl BpfStats {
+    fn set(v: &str) -> Self {
+        let old = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+        std::fs::write("/proc/sys/kernel/bpf_stats_enabled", v).unwrap();
+        Self(old.trim().to_owned())
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", &self.0);
+    }
+}
+
+/// `lab status` shows each port's program's nanoseconds per packet from
+/// the kernel's bpf_stats, and they move only while the sysctl is on.
+#[test]
+fn status_shows_ns_per_packet_while_bpf_stats_is_on() {
+    root_or_skip!();
+    let lab = TestLab::up_with("ns", None, &["--mode", "peer"]);
+    let pods = lab.pod_endpoints();
+    let (a, b) = (&pods[0], &pods[1]);
+    let nic_b = |v: &Value| {
+        v["dataplane"]["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["hook"] == "from_nic" && p["netns"] == format!("{}-node-b", lab.name))
+            .unwrap()["run"]
+            .clone()
+    };
+    let stream = |n: u32| {
+        let s = UdpSequence::start(&a.netns, &b.netns, b.ipv4.unwrap(), n).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        s.stop().unwrap()
+    };
+    let off = BpfStats::set("0");
+    let before = nic_b(&status(&lab));
+    stream(1000);
+    let after = nic_b(&status(&lab));
+    assert_eq!(
+        before["run_count"], after["run_count"],
+        "counted with bpf_stats off"
+    );
+    drop(off);
+    let _on = BpfStats::set("1");
+    let r = stream(1000);
+    let run = nic_b(&status(&lab));
+    let runs = run["run_count"].as_u64().unwrap() - after["run_count"].as_u64().unwrap();
+    assert!(
+        runs >= r.received,
+        "{runs} runs counted for {} packets: {run}",
+        r.received
+    );
+    let ns = run["ns_per_packet"].as_f64().unwrap();
+    assert!(ns > 1.0 && ns < 100_000.0, "{ns} ns per packet");
+    let text = stdout(&ok(shortpath(&["lab", "status", "--name", &lab.name])));
+    assert!(text.contains("NS/PKT"), "{text}");
+}

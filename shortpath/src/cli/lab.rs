@@ -289,6 +289,9 @@ fn status_text(inv: &Inventory, dp: &DataplaneStatus) -> String {
     if !dp.programs.is_empty() {
         out.push('\n');
         out += &super::mode::counters_table(&dp.programs).to_string();
+        if crate::sysctl::get("kernel.bpf_stats_enabled").is_ok_and(|v| v == "0") {
+            out += "NS/PKT needs kernel.bpf_stats_enabled=1 (sysctl -w kernel.bpf_stats_enabled=1; it costs a little per packet)\n";
+        }
     }
     if let Some(agents) = &dp.agents {
         out.push('\n');

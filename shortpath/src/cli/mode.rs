@@ -88,6 +88,7 @@ pub fn counters_table(programs: &[ProgramStatus]) -> Table {
         "HOOK",
         "ATTACHED",
         "REDIRECTED",
+        "NS/PKT",
         "COUNTERS",
     ]);
     for p in programs {
@@ -103,6 +104,9 @@ pub fn counters_table(programs: &[ProgramStatus]) -> Table {
             p.hook.to_owned(),
             attachment(p),
             counters::redirected(&p.counters).to_string(),
+            p.run
+                .and_then(|r| r.ns_per_packet)
+                .map_or_else(|| "-".to_owned(), |n| format!("{n:.0}")),
             detail,
         ]);
     }

@@ -418,6 +418,7 @@ mod tests {
             mode,
             extra_programs: extra,
             counters: ReasonCounts::new(),
+            run: None,
         }
     }
 
