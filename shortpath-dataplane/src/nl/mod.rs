@@ -358,36 +358,36 @@ impl Netlink {
     /// Adds an address; IPv6 addresses skip duplicate address detection so
     /// they are usable at once.
     pub async fn add_address(&self, index: u32, net: IpNet) -> Result<(), NlError> {
-        let mut req = self
-            .handle
-            .address()
-            .add(index, net.addr(), net.prefix_len());
-        if net.addr().is_ipv6() {
-            req.message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        req.execute()
-            .await
-            .map_err(self.err(format!("add address {net} to ifindex {index}")))
+        self.add_address_scoped(index, net, false).await
     }
 
     /// Adds an address with link scope (never picked as the source for
     /// other destinations), without DAD.
     pub async fn add_link_address(&self, index: u32, net: IpNet) -> Result<(), NlError> {
+        self.add_address_scoped(index, net, true).await
+    }
+
+    async fn add_address_scoped(&self, index: u32, net: IpNet, link: bool) -> Result<(), NlError> {
         let mut req = self
             .handle
             .address()
             .add(index, net.addr(), net.prefix_len());
-        req.message_mut().header.scope = netlink_packet_route::address::AddressScope::Link;
+        if link {
+            req.message_mut().header.scope = netlink_packet_route::address::AddressScope::Link;
+        }
         if net.addr().is_ipv6() {
             req.message_mut()
                 .attributes
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
+        let what = if link {
+            "add link address"
+        } else {
+            "add address"
+        };
         req.execute()
             .await
-            .map_err(self.err(format!("add link address {net} to ifindex {index}")))
+            .map_err(self.err(format!("{what} {net} to ifindex {index}")))
     }
 
     pub async fn addresses(&self, index: u32) -> Result<Vec<IpAddr>, NlError> {

@@ -35,9 +35,31 @@ impl PodCidrs {
 
 impl fmt::Display for PodCidrs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        f.write_str(&s.join(","))
+        write_networks(f, &self.0)
     }
+}
+
+/// Networks as the command line takes them: comma-separated.
+pub fn write_networks(f: &mut fmt::Formatter<'_>, nets: &[IpNet]) -> fmt::Result {
+    let s: Vec<String> = nets.iter().map(ToString::to_string).collect();
+    f.write_str(&s.join(","))
+}
+
+/// One network of a `--pod-cidr`/`--cluster-cidr` list: a network, not an
+/// address (`10.1.0.0/24`, not `10.1.0.5/24`); `kind` and `example` name
+/// it in the message.
+pub fn parse_network(part: &str, kind: &str, example: &str) -> Result<IpNet, String> {
+    let net: IpNet = part
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad {kind} {part:?}: write it like {example}"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{kind} {net} has host bits set: did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }
 
 impl FromStr for PodCidrs {
@@ -46,16 +68,7 @@ impl FromStr for PodCidrs {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut nets: Vec<IpNet> = Vec::new();
         for part in s.split(',') {
-            let net: IpNet = part
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad pod CIDR {part:?}: write it like 10.1.0.0/24"))?;
-            if net.trunc() != net {
-                return Err(format!(
-                    "pod CIDR {net} has host bits set: did you mean {}?",
-                    net.trunc()
-                ));
-            }
+            let net = parse_network(part, "pod CIDR", "10.1.0.0/24")?;
             if nets
                 .iter()
                 .any(|n| n.addr().is_ipv4() == net.addr().is_ipv4())

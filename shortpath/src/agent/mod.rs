@@ -91,8 +91,7 @@ impl ClusterCidrs {
 
 impl fmt::Display for ClusterCidrs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        f.write_str(&s.join(","))
+        endpoint::write_networks(f, &self.0)
     }
 }
 
@@ -102,16 +101,7 @@ impl FromStr for ClusterCidrs {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut nets: Vec<IpNet> = Vec::new();
         for part in s.split(',') {
-            let net: IpNet = part
-                .trim()
-                .parse()
-                .map_err(|_| format!("bad cluster CIDR {part:?}: write it like 10.0.0.0/16"))?;
-            if net.trunc() != net {
-                return Err(format!(
-                    "cluster CIDR {net} has host bits set: did you mean {}?",
-                    net.trunc()
-                ));
-            }
+            let net = endpoint::parse_network(part, "cluster CIDR", "10.0.0.0/16")?;
             if !nets.contains(&net) {
                 nets.push(net);
             }
