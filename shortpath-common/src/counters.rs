@@ -1,7 +1,38 @@
 //! Per-CPU counters of the TC programs: one per (attach point, reason).
 
-/// Upper bound of (ifindex, reason) pairs counted per node.
+/// Upper bound of (ifindex, reason) pairs counted per node in the hash
+/// map, where devices go whose array slot another device holds.
 pub const MAX_COUNTERS: u32 = 16384;
+
+/// Slots of the per-CPU device counter array: device `ifindex` counts in
+/// slot `ifindex % DEVICE_SLOTS` when that slot is free or its own (an
+/// array lookup the verifier inlines; a hash lookup costs more per packet).
+pub const DEVICE_SLOTS: u32 = 256;
+
+/// Counters per device slot: every [`Reason`] value is below it.
+pub const REASON_SLOTS: usize = 64;
+
+/// One device's packets by reason, in one CPU's copy of its slot. The
+/// first device to count on a CPU claims the slot in that copy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceCounters {
+    /// The device that holds the slot; 0: free.
+    pub ifindex: u32,
+    pub pad: u32,
+    /// Packets by reason number.
+    pub packets: [u64; REASON_SLOTS],
+}
+
+impl Default for DeviceCounters {
+    fn default() -> Self {
+        Self {
+            ifindex: 0,
+            pad: 0,
+            packets: [0; REASON_SLOTS],
+        }
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +90,9 @@ reasons! {
     RedirectPeer = 1, "redirect_peer", Redirect;
     /// Handed to the egress device with `bpf_redirect_neigh` (neighbour unresolved).
     RedirectNeigh = 2, "redirect_neigh", Redirect;
+    /// from_pod: handed to the egress device with `bpf_redirect`, MACs from
+    /// the next-hop cache (no FIB lookup; see `next_hop`).
+    RedirectCached = 3, "redirect_cached", Redirect;
     /// from_nic: not IPv4 or IPv6 (ARP, LLDP, VLAN-tagged, …). from_pod
     /// classifies every EtherType itself (`pass_arp`, `drop_vlan`,
     /// `drop_unknown_l3`).
@@ -151,6 +185,10 @@ mod tests {
                 Verdict::Drop => 40..u32::MAX,
             };
             assert!(range.contains(&n), "{a:?} = {n} out of its range");
+            assert!(
+                (n as usize) < REASON_SLOTS,
+                "{a:?} = {n} has no device slot"
+            );
             assert!(a.name().starts_with(match a.verdict() {
                 Verdict::Redirect => "redirect",
                 Verdict::Pass => "pass_",

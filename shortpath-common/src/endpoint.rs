@@ -44,6 +44,15 @@ impl EndpointKey {
 /// pod whose policy needs netfilter).
 pub const FLAG_STACK_ONLY: u32 = 1 << 0;
 
+/// Set by `from_pod`, never by userspace (which keeps it when it rewrites
+/// an entry): the pod sent packets to the stack (a Service IP, the
+/// internet), so packets to it may be replies the stack must see. Only
+/// for such pods do the programs look the packet up in the stack-flow map.
+pub const FLAG_SENT_TO_STACK: u32 = 1 << 1;
+
+/// The flags the programs own.
+pub const KERNEL_FLAGS: u32 = FLAG_SENT_TO_STACK;
+
 /// Where a pod lives on this node, as the fast path needs it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

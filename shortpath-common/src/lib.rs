@@ -9,6 +9,7 @@ pub mod counters;
 pub mod csum;
 pub mod endpoint;
 pub mod mode;
+pub mod next_hop;
 pub mod pod_cidr;
 pub mod stack_flow;
 pub mod trace;
@@ -16,8 +17,9 @@ pub mod trace;
 #[cfg(feature = "user")]
 mod pod {
     use crate::{
-        counters::CounterKey,
+        counters::{CounterKey, DeviceCounters},
         endpoint::{Endpoint, EndpointKey},
+        next_hop::NextHop,
         pod_cidr::PodCidrKey,
         stack_flow::StackFlowKey,
         trace::{CpuState, Offsets, TraceEvent},
@@ -28,7 +30,9 @@ mod pod {
     unsafe impl aya::Pod for EndpointKey {}
     unsafe impl aya::Pod for Endpoint {}
     unsafe impl aya::Pod for CounterKey {}
+    unsafe impl aya::Pod for DeviceCounters {}
     unsafe impl aya::Pod for PodCidrKey {}
+    unsafe impl aya::Pod for NextHop {}
     unsafe impl aya::Pod for StackFlowKey {}
     unsafe impl aya::Pod for TraceEvent {}
     unsafe impl aya::Pod for Offsets {}

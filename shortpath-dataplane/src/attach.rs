@@ -101,6 +101,9 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
     // empty (a node's first apply), and then from_pod sends everything but
     // local pods to the stack.
     obj.sync_pod_cidrs(spec)?;
+    // The routes to other nodes' pods, resolved now; the agent keeps them
+    // current from netlink events (a lab without one: at each switch).
+    obj.sync_next_hops(spec)?;
     for hook in [Hook::FromNic, Hook::FromPod] {
         let path = pins.prog(hook.program());
         pins::unpin(&path)?;
@@ -339,17 +342,9 @@ impl RunStats {
 /// counters. Call inside the node namespace.
 pub fn status(spec: &NodeSpec) -> Result<Vec<ProgramStatus>, DataplaneError> {
     let pins = NodePins::existing(&spec.pin_root, &spec.node)?;
-    let counts = match pins
-        .as_ref()
-        .map(|p| aya::maps::MapData::from_pin(p.maps().join(super::object::MAP_COUNTERS)))
-    {
-        Some(Ok(md)) => {
-            let map = aya::maps::Map::PerCpuHashMap(md);
-            let map = aya::maps::PerCpuHashMap::try_from(&map)
-                .map_err(|e| DataplaneError::map(super::object::MAP_COUNTERS, e))?;
-            counters::read(&map)?
-        }
-        _ => Default::default(),
+    let counts = match &pins {
+        Some(p) => counters::CounterMaps::pinned(&p.maps())?.read()?,
+        None => Default::default(),
     };
     let mut out = Vec::new();
     let links = kernel::Links::read(&spec.netns)?;

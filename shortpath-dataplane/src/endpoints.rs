@@ -3,7 +3,7 @@
 use std::{collections::HashMap as StdMap, net::IpAddr};
 
 use aya::maps::{HashMap, MapData};
-use shortpath_common::endpoint::{Endpoint, EndpointKey};
+use shortpath_common::endpoint::{Endpoint, EndpointKey, KERNEL_FLAGS};
 
 use super::{object::MAP_ENDPOINTS, DataplaneError, NodeSpec};
 
@@ -77,14 +77,94 @@ pub fn sync<T: std::borrow::BorrowMut<MapData>>(
         map.remove(k).map_err(err)?;
     }
     for (k, v) in want {
-        map.insert(k, v, 0).map_err(err)?;
+        write(map, k, v)?;
     }
     Ok((want.len(), stale.len()))
+}
+
+/// Writes `want` for `k`, keeping the flags the programs own
+/// ([`KERNEL_FLAGS`]) of an entry already there; an entry that differs
+/// only in those is left alone. (A program may set such a flag between
+/// the read and the write; it sets it again on the pod's next packet.)
+pub fn write<T: std::borrow::BorrowMut<MapData>>(
+    map: &mut HashMap<T, EndpointKey, Endpoint>,
+    k: &EndpointKey,
+    want: &Endpoint,
+) -> Result<(), DataplaneError> {
+    let err = |e| DataplaneError::map(MAP_ENDPOINTS, e);
+    let v = match map.get(k, 0) {
+        Ok(have) => match merge(&have, want) {
+            Some(v) => v,
+            None => return Ok(()),
+        },
+        Err(aya::maps::MapError::KeyNotFound) => *want,
+        Err(e) => return Err(err(e)),
+    };
+    map.insert(k, v, 0).map_err(err)
+}
+
+/// The value to write over `have` for `want`, or `None` when `have` is
+/// already `want` but for the programs' flags.
+fn merge(have: &Endpoint, want: &Endpoint) -> Option<Endpoint> {
+    if intent(*have) == intent(*want) {
+        return None;
+    }
+    Some(Endpoint {
+        flags: (want.flags & !KERNEL_FLAGS) | (have.flags & KERNEL_FLAGS),
+        ..*want
+    })
+}
+
+/// `e` without the flags the programs own: what userspace asked for.
+pub fn intent(mut e: Endpoint) -> Endpoint {
+    e.flags &= !KERNEL_FLAGS;
+    e
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrites_keep_the_programs_flags_and_skip_what_is_there() {
+        use shortpath_common::endpoint::{FLAG_SENT_TO_STACK, FLAG_STACK_ONLY};
+        let want = Endpoint {
+            ifindex: 3,
+            mtu: 1500,
+            flags: 0,
+            pod_mac: [2, 0, 0, 0, 0, 1],
+            host_mac: [2, 0, 0, 0, 0, 2],
+        };
+        let marked = Endpoint {
+            flags: FLAG_SENT_TO_STACK,
+            ..want
+        };
+        assert_eq!(
+            merge(&marked, &want),
+            None,
+            "only the program's flag differs"
+        );
+        let moved = Endpoint {
+            ifindex: 4,
+            flags: FLAG_STACK_ONLY,
+            ..want
+        };
+        assert_eq!(
+            merge(&marked, &moved).unwrap().flags,
+            FLAG_STACK_ONLY | FLAG_SENT_TO_STACK,
+            "a real change keeps the program's flag"
+        );
+        let asked = Endpoint {
+            flags: FLAG_STACK_ONLY | FLAG_SENT_TO_STACK,
+            ..moved
+        };
+        assert_eq!(
+            merge(&want, &asked).unwrap().flags,
+            FLAG_STACK_ONLY,
+            "userspace cannot set it"
+        );
+        assert_eq!(intent(marked), want);
+    }
     use crate::{PinRoot, PodSpec, Port};
 
     #[test]

@@ -43,6 +43,14 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error(
+        "netns {netns}: reading routes, neighbours and rules for the next-hop cache: {source}"
+    )]
+    NextHops {
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{count} pod CIDRs: the pod CIDR map holds at most {max}")]
     TooManyPodCidrs { count: usize, max: u32 },
     #[error("bpffs at {path}: {source} (mount it: mount -t bpf bpf /sys/fs/bpf)")]

@@ -16,7 +16,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use aya::maps::{HashMap, Map, MapData, PerCpuHashMap};
+use aya::maps::{HashMap, Map, MapData};
 use aya::programs::SchedClassifier;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -25,8 +25,8 @@ use shortpath_common::endpoint::{Endpoint, EndpointKey, AF_INET, AF_INET6};
 use crate::{
     attach::{self, ProgramStatus},
     counters::{self, ReasonCounts},
-    endpoints, kernel,
-    object::{MAP_COUNTERS, MAP_ENDPOINTS, MAP_POD_CIDRS, MAP_STACK_FLOWS, PINNED_MAPS},
+    endpoints, kernel, next_hops,
+    object::{MAP_ENDPOINTS, MAP_NEXT_HOPS, MAP_POD_CIDRS, MAP_STACK_FLOWS, PINNED_MAPS},
     pins::{self, NodePins, PinRoot},
     pod_cidrs::{self, PodCidrMap},
     stack_flows::{self, StackFlow, StackFlowMap},
@@ -159,6 +159,32 @@ impl Node {
         pod_cidrs::sync(&mut self.pod_cidr_map()?, &self.cluster_cidrs).map(|_| ())
     }
 
+    /// Brings the next-hop cache in step with the node's routes,
+    /// neighbours, rules and NIC as the kernel has them now (the caller's
+    /// namespace is the node's). Returns the plan written and the number of
+    /// entries (written, removed).
+    pub fn sync_next_hops(&self) -> Result<(next_hops::Plan, (usize, usize)), DataplaneError> {
+        let obs = next_hops::observe(self.nic.ifindex).map_err(|e| DataplaneError::NextHops {
+            netns: self.netns.clone(),
+            source: e,
+        })?;
+        let plan = next_hops::plan(&self.cluster_cidrs, &obs);
+        let changed = next_hops::sync(&mut self.next_hop_map()?, &plan)?;
+        Ok((plan, changed))
+    }
+
+    /// The next-hop cache as the kernel holds it.
+    pub fn next_hops(&self) -> Result<Vec<next_hops::NextHopEntry>, DataplaneError> {
+        next_hops::read(&self.next_hop_map()?)
+    }
+
+    fn next_hop_map(&self) -> Result<next_hops::NextHopMap<MapData>, DataplaneError> {
+        let path = self.pins()?.maps().join(MAP_NEXT_HOPS);
+        let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
+        next_hops::NextHopMap::try_from(Map::LpmTrie(md))
+            .map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))
+    }
+
     fn pod_cidr_map(&self) -> Result<PodCidrMap<MapData>, DataplaneError> {
         let path = self.pins()?.maps().join(MAP_POD_CIDRS);
         let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_POD_CIDRS, e))?;
@@ -221,20 +247,21 @@ impl Node {
     /// The map's entry for one address.
     pub fn endpoint(&self, addr: IpAddr) -> Result<Option<Endpoint>, DataplaneError> {
         match self.endpoint_map()?.get(&endpoints::key(addr), 0) {
-            Ok(e) => Ok(Some(e)),
+            Ok(e) => Ok(Some(endpoints::intent(e))),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(DataplaneError::map(MAP_ENDPOINTS, e)),
         }
     }
 
-    /// The endpoint map as the kernel has it: pod address → entry.
+    /// The endpoint map as the kernel has it: pod address → entry (without
+    /// the flags the programs set, as userspace writes them).
     pub fn endpoints(&self) -> Result<BTreeMap<IpAddr, Endpoint>, DataplaneError> {
         let map = self.endpoint_map()?;
         let mut out = BTreeMap::new();
         for kv in map.iter() {
             let (k, v) = kv.map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
             if let Some(a) = key_addr(&k) {
-                out.insert(a, v);
+                out.insert(a, endpoints::intent(v));
             }
         }
         Ok(out)
@@ -242,12 +269,7 @@ impl Node {
 
     /// Packets per reason, by attach ifindex.
     pub fn counters(&self) -> Result<BTreeMap<u32, ReasonCounts>, DataplaneError> {
-        let path = self.pins()?.maps().join(MAP_COUNTERS);
-        let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_COUNTERS, e))?;
-        let map = Map::PerCpuHashMap(md);
-        let map =
-            PerCpuHashMap::try_from(&map).map_err(|e| DataplaneError::map(MAP_COUNTERS, e))?;
-        counters::read(&map)
+        counters::CounterMaps::pinned(&self.pins()?.maps())?.read()
     }
 
     /// The flows the node's pods sent to the stack, whose replies take the
@@ -285,7 +307,7 @@ impl Node {
             }
         }
         for (k, v) in &want {
-            map.insert(k, v, 0).map_err(err)?;
+            endpoints::write(&mut map, k, v)?;
         }
         if let Setting::Uniform {
             mode,

@@ -10,12 +10,13 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use shortpath_common::{
-    counters::CounterKey,
     endpoint::{Endpoint, EndpointKey},
     mode::FastPath,
 };
 
-use super::{pod_cidrs::PodCidrMap, stack_flows::StackFlowMap, DataplaneError, Hook};
+use super::{
+    next_hops::NextHopMap, pod_cidrs::PodCidrMap, stack_flows::StackFlowMap, DataplaneError, Hook,
+};
 
 /// The TC programs (`from_nic`, `from_pod`) and their maps.
 pub static TC_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-tc"));
@@ -26,12 +27,21 @@ pub static TRACE_OBJECT: &[u8] =
 
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
+pub const MAP_DEVICE_COUNTERS: &str = "DEVICE_COUNTERS";
 pub const MAP_POD_CIDRS: &str = "POD_CIDRS";
 pub const MAP_STACK_FLOWS: &str = "STACK_FLOWS";
+pub const MAP_NEXT_HOPS: &str = "NEXT_HOPS";
 /// The maps pinned per node and shared by every program generation (a
 /// flow remembered by one generation's `from_pod` has its replies handed
 /// to the stack by the next one's).
-pub const PINNED_MAPS: [&str; 4] = [MAP_ENDPOINTS, MAP_COUNTERS, MAP_POD_CIDRS, MAP_STACK_FLOWS];
+pub const PINNED_MAPS: [&str; 6] = [
+    MAP_ENDPOINTS,
+    MAP_COUNTERS,
+    MAP_DEVICE_COUNTERS,
+    MAP_POD_CIDRS,
+    MAP_STACK_FLOWS,
+    MAP_NEXT_HOPS,
+];
 const GLOBAL_MODE: &str = "MODE";
 /// The section the load-time globals live in (one array map per program
 /// generation, frozen).
@@ -129,6 +139,32 @@ impl TcObject {
         super::pod_cidrs::sync(&mut self.pod_cidrs()?, &spec.cluster_cidrs)
     }
 
+    /// The next-hop cache of this generation.
+    pub fn next_hops(&mut self) -> Result<NextHopMap<&mut MapData>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_NEXT_HOPS)
+            .ok_or(DataplaneError::NoMap(MAP_NEXT_HOPS))?;
+        NextHopMap::try_from(map).map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))
+    }
+
+    /// Makes the next-hop cache hold what the kernel's routes and
+    /// neighbours (in the calling thread's namespace) allow for `spec`'s
+    /// NIC and cluster CIDRs. Returns the plan written.
+    pub fn sync_next_hops(
+        &mut self,
+        spec: &super::NodeSpec,
+    ) -> Result<super::next_hops::Plan, DataplaneError> {
+        let obs =
+            super::next_hops::observe(spec.nic.ifindex).map_err(|e| DataplaneError::NextHops {
+                netns: spec.netns.clone(),
+                source: e,
+            })?;
+        let plan = super::next_hops::plan(&spec.cluster_cidrs, &obs);
+        super::next_hops::sync(&mut self.next_hops()?, &plan)?;
+        Ok(plan)
+    }
+
     /// The stack-flow map of this generation: the flows its pods sent to
     /// the stack (written by `from_pod` only).
     pub fn stack_flows(&self) -> Result<StackFlowMap<&MapData>, DataplaneError> {
@@ -139,12 +175,19 @@ impl TcObject {
         StackFlowMap::try_from(map).map_err(|e| DataplaneError::map(MAP_STACK_FLOWS, e))
     }
 
-    /// The counter map of this generation.
-    pub fn counters(&self) -> Result<PerCpuHashMap<&MapData, CounterKey, u64>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(MAP_COUNTERS)
-            .ok_or(DataplaneError::NoMap(MAP_COUNTERS))?;
-        PerCpuHashMap::try_from(map).map_err(|e| DataplaneError::map(MAP_COUNTERS, e))
+    /// Packets per reason by attach ifindex, from this generation's
+    /// counter maps.
+    pub fn counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u32, super::counters::ReasonCounts>, DataplaneError>
+    {
+        let map = |name: &'static str| self.ebpf.map(name).ok_or(DataplaneError::NoMap(name));
+        super::counters::CounterMaps {
+            hash: PerCpuHashMap::try_from(map(MAP_COUNTERS)?)
+                .map_err(|e| DataplaneError::map(MAP_COUNTERS, e))?,
+            devices: aya::maps::PerCpuArray::try_from(map(MAP_DEVICE_COUNTERS)?)
+                .map_err(|e| DataplaneError::map(MAP_DEVICE_COUNTERS, e))?,
+        }
+        .read()
     }
 }

@@ -100,6 +100,15 @@ pub fn lookup(ctx: &TcContext, p: &Packet, iif: u32) -> Result<Fib, Reason> {
     }
 }
 
+/// Whether the packet fits a cached route's MTU: its length (L2 header
+/// included) against the MTU, and only above that — a GSO packet, which
+/// is segmented to fit, or one too big — the kernel's `bpf_check_mtu`,
+/// which knows the difference. The FIB lookup makes the same check.
+#[inline(always)]
+pub fn fits_route_mtu(ctx: &TcContext, ifindex: u32, mtu: u32) -> bool {
+    ctx.len() <= mtu + crate::parse::ETH_HLEN as u32 || fits_egress_mtu(ctx, ifindex)
+}
+
 /// `bpf_check_mtu` of the skb against `ifindex` (input length 0: the skb's
 /// own length; GSO packets pass, they are segmented to fit). Only a clear
 /// FRAG_NEEDED counts as "does not fit"; an error (device gone) is left to

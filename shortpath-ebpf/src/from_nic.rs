@@ -49,7 +49,7 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     }
     // A reply to a flow the pod sent to the stack (a Service's backend
     // answering): the node's conntrack must undo its DNAT.
-    if stack_flow::is_reply(ctx, &p) {
+    if stack_flow::is_reply(ctx, &p, &ep) {
         return Err(Reason::PassStackFlow);
     }
     if p.ttl() <= 1 {

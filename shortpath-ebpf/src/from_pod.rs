@@ -7,10 +7,13 @@
 //! 2. ARP, ND, link-local, group-MAC, fragmented and option-carrying
 //!    packets then go to the stack, so the bridge keeps answering for the
 //!    gateway and the lab can switch back to `bridge`.
-//! 3. A destination pod on this node gets the packet directly, unless the
+//! 3. A destination whose route the next-hop cache holds (`NEXT_HOPS`,
+//!    another node's pods) gets that next hop's MACs, TTL − 1 and
+//!    `bpf_redirect` to the NIC without a FIB lookup (`redirect_cached`).
+//! 4. A destination pod on this node gets the packet directly, unless the
 //!    packet is the reply of a flow that pod sent to the stack
 //!    (`pass_stack_flow`, see [`stack_flow`](crate::stack_flow)).
-//! 4. A destination inside the cluster's pod CIDRs (`POD_CIDRS`) is routed
+//! 5. Any other destination inside the cluster's pod CIDRs (`POD_CIDRS`) is routed
 //!    with the node's FIB: rewrite L2 + TTL and transmit on the egress
 //!    device, or let `bpf_redirect_neigh` resolve an unknown neighbour.
 //!    What the FIB does not forward goes to the stack, and so does every
@@ -26,6 +29,7 @@ use shortpath_common::{
     counters::{Reason, Verdict},
     endpoint::{Endpoint, FLAG_STACK_ONLY},
     mode::FastPath,
+    next_hop::NextHop,
 };
 
 use crate::{
@@ -56,7 +60,7 @@ fn verdict(reason: Reason) -> i32 {
 
 fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     let mode = config::mode().ok_or(Reason::PassUnconfigured)?;
-    let p = parse(ctx, ifindex)?;
+    let (p, own) = parse(ctx, ifindex)?;
 
     let dst = p.dst_key();
     if addr::is_multicast(&dst) {
@@ -65,14 +69,23 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     if addr::is_link_local_or_unspecified(&dst) {
         return Err(Reason::PassLinkLocal);
     }
+    // A remote node's pods: the route resolved ahead of time, when the
+    // control plane could (every cached route is inside the pod CIDRs and
+    // leaves through the NIC; a pod of this node inside one has its own
+    // route, an "ask the FIB" exception). First, so that traffic to other
+    // nodes skips the endpoint lookup.
+    let cached = maps::next_hop(&dst);
+    if let Some(nh) = cached.filter(|nh| nh.is_cached()) {
+        return to_cached_next_hop(ctx, &p, &nh);
+    }
     if let Some(ep) = maps::endpoint(&dst) {
         return to_local_pod(ctx, &p, &ep, mode);
     }
     // Only pod addresses are routed here: a Service IP must meet the
     // node's DNAT, the internet its masquerade.
-    if !maps::in_pod_cidrs(&dst) {
+    if cached.is_none() && !maps::in_pod_cidrs(&dst) {
         // Its replies must take the stack too (the reverse NAT).
-        stack_flow::remember(ctx, &p);
+        stack_flow::remember(ctx, &p, &own);
         return Err(Reason::PassNotPodCidr);
     }
 
@@ -96,12 +109,29 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     }
 }
 
-/// The pod's frame as the fast path may forward it, or the final reason.
+/// A destination whose route the next-hop cache holds: the rewrite the
+/// FIB's answer would have led to, without asking it. TTL and MTU get the
+/// same treatment as on the FIB path.
+#[inline(always)]
+fn to_cached_next_hop(ctx: &TcContext, p: &Packet, nh: &NextHop) -> Result<(i32, Reason), Reason> {
+    if p.ttl() <= 1 {
+        return Err(Reason::PassTtl);
+    }
+    if !fib::fits_route_mtu(ctx, nh.ifindex, nh.mtu) {
+        return Err(Reason::PassFibFragNeeded);
+    }
+    rewrite::set_macs(p, &nh.dmac, &nh.smac);
+    rewrite::decrement_ttl(ctx, p);
+    Ok(redirect::to_cached_next_hop(nh.ifindex))
+}
+
+/// The pod's frame as the fast path may forward it and the pod's endpoint
+/// (its source's), or the final reason.
 /// Drops (in this order): Ethernet header cut short (`drop_malformed`),
 /// VLAN tag (`drop_vlan`), EtherType other than ARP / IPv4 / IPv6
 /// (`drop_unknown_l3`), then the per-protocol rules below.
 #[inline(always)]
-fn parse(ctx: &TcContext, ifindex: u32) -> Result<Packet, Reason> {
+fn parse(ctx: &TcContext, ifindex: u32) -> Result<(Packet, Endpoint), Reason> {
     let (eth, proto) = parse::eth(ctx).ok_or(Reason::DropMalformed)?;
     // A tagged frame would be bridged to other pods' VLANs unchecked; pods
     // here send untagged frames only.
@@ -124,7 +154,7 @@ fn parse(ctx: &TcContext, ifindex: u32) -> Result<Packet, Reason> {
 /// (`drop_spoofed`, `drop_spoofed_mac`; DHCP discover passes), then what
 /// the stack keeps: group MAC, stack-only pod, options, fragments.
 #[inline(always)]
-fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason> {
+fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, Endpoint), Reason> {
     let ip = parse::ipv4(ctx).ok_or(Reason::DropMalformed)?;
     // SAFETY: both bounds-checked by the parsers. The checks only read; the
     // views end before anything writes the packet (through `Packet`).
@@ -132,10 +162,13 @@ fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason>
     let own = source::ipv4(l2, l3, ifindex)?;
     stack_keeps(l2, &own)?;
     parse::ipv4_fast_path(l3)?;
-    Ok(Packet {
-        eth,
-        ip: Ip::V4(ip),
-    })
+    Ok((
+        Packet {
+            eth,
+            ip: Ip::V4(ip),
+        },
+        own,
+    ))
 }
 
 /// IPv6: well-formed (`drop_malformed`), own source and MAC or link scope
@@ -144,7 +177,7 @@ fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason>
 /// keeps: link scope, group MAC, stack-only pod, extension headers,
 /// fragments.
 #[inline(always)]
-fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason> {
+fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, Endpoint), Reason> {
     let ip = parse::ipv6(ctx).ok_or(Reason::DropMalformed)?;
     // SAFETY: both bounds-checked by the parsers. The checks only read (and
     // `bpf_skb_load_bytes` does not move data); the views end before
@@ -161,10 +194,13 @@ fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<Packet, Reason>
     if chain.ext {
         return Err(Reason::PassExtHeader);
     }
-    Ok(Packet {
-        eth,
-        ip: Ip::V6(ip),
-    })
+    Ok((
+        Packet {
+            eth,
+            ip: Ip::V6(ip),
+        },
+        own,
+    ))
 }
 
 /// Legitimate packets the fast path leaves to the stack, checked once the
@@ -197,7 +233,7 @@ fn to_local_pod(
     }
     // The reply of a flow the destination pod sent to the stack: a backend
     // on this node answering a Service client on this node.
-    if stack_flow::is_reply(ctx, p) {
+    if stack_flow::is_reply(ctx, p, ep) {
         return Err(Reason::PassStackFlow);
     }
     if !redirect::fits_pod_mtu(ctx, ep) {

@@ -4,11 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuHashMap},
+    maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use shortpath_common::{
-    counters::{CounterKey, MAX_COUNTERS},
-    endpoint::{Endpoint, EndpointKey, MAX_ENDPOINTS},
+    counters::{CounterKey, DeviceCounters, DEVICE_SLOTS, MAX_COUNTERS},
+    endpoint::{Endpoint, EndpointKey, FLAG_SENT_TO_STACK, MAX_ENDPOINTS},
+    next_hop::{NextHop, MAX_NEXT_HOPS},
     pod_cidr::{LOOKUP_BITS, MAX_POD_CIDRS},
     stack_flow::{StackFlowKey, MAX_STACK_FLOWS, PRESENT},
 };
@@ -23,6 +24,12 @@ pub static ENDPOINTS: HashMap<EndpointKey, Endpoint> = HashMap::with_max_entries
 #[map]
 pub static POD_CIDRS: LpmTrie<EndpointKey, u32> = LpmTrie::with_max_entries(MAX_POD_CIDRS, 0);
 
+/// Routes to other nodes' pods with their next hop resolved (filled and
+/// kept current by userspace; see `shortpath_common::next_hop`). An LPM
+/// trie with the pod CIDR map's keys, `BPF_F_NO_PREALLOC`.
+#[map]
+pub static NEXT_HOPS: LpmTrie<EndpointKey, NextHop> = LpmTrie::with_max_entries(MAX_NEXT_HOPS, 0);
+
 /// Flows pods sent to the stack (`from_pod`, `pass_not_pod_cidr`): their
 /// replies go to the stack too (see `shortpath_common::stack_flow`). An
 /// LRU hash: the least recently used flow makes room for a new one.
@@ -30,7 +37,13 @@ pub static POD_CIDRS: LpmTrie<EndpointKey, u32> = LpmTrie::with_max_entries(MAX_
 pub static STACK_FLOWS: LruHashMap<StackFlowKey, u32> =
     LruHashMap::with_max_entries(MAX_STACK_FLOWS, 0);
 
-/// (attach ifindex, reason) → packets, per CPU.
+/// Per device slot (`ifindex % DEVICE_SLOTS`): packets by reason, per CPU.
+#[map]
+pub static DEVICE_COUNTERS: PerCpuArray<DeviceCounters> =
+    PerCpuArray::with_max_entries(DEVICE_SLOTS, 0);
+
+/// (attach ifindex, reason) → packets, per CPU: devices whose array slot
+/// another device holds.
 #[map]
 pub static COUNTERS: PerCpuHashMap<CounterKey, u64> =
     PerCpuHashMap::with_max_entries(MAX_COUNTERS, 0);
@@ -43,10 +56,29 @@ pub fn endpoint(key: &EndpointKey) -> Option<Endpoint> {
     ENDPOINTS.get_ptr(key).map(|p| unsafe { *p })
 }
 
+/// Marks the endpoint behind `key` as one that sent packets to the stack
+/// ([`FLAG_SENT_TO_STACK`]). A write that races a userspace rewrite of the
+/// entry can be lost; the pod's next packet to the stack marks it again.
+#[inline(always)]
+pub fn mark_sent_to_stack(key: &EndpointKey) {
+    if let Some(p) = ENDPOINTS.get_ptr_mut(key) {
+        // SAFETY: the element stays alive under the program's RCU read
+        // lock; every writer only sets this bit.
+        unsafe { (*p).flags |= FLAG_SENT_TO_STACK };
+    }
+}
+
 /// Whether `key` is inside one of the cluster's pod networks.
 #[inline(always)]
 pub fn in_pod_cidrs(key: &EndpointKey) -> bool {
     POD_CIDRS.get(Key::new(LOOKUP_BITS, *key)).is_some()
+}
+
+/// The longest cached route containing `key`: a next hop, or an
+/// exception that leaves the packet to the FIB. `None`: not cached.
+#[inline(always)]
+pub fn next_hop(key: &EndpointKey) -> Option<NextHop> {
+    NEXT_HOPS.get(Key::new(LOOKUP_BITS, *key)).copied()
 }
 
 /// Remembers a flow handed to the stack. A known flow is only looked up

@@ -65,6 +65,17 @@ pub fn to_device(ifindex: u32) -> (i32, Reason) {
     verdict(unsafe { bpf_redirect(ifindex, 0) }, Reason::Redirect)
 }
 
+/// `bpf_redirect(egress device)` with the MACs of a cached next hop
+/// (`NEXT_HOPS`), already written.
+///
+/// Legal from any TC hook. The entry is as fresh as the control plane
+/// keeps it: it follows route, neighbour and link events (the agent), so
+/// a changed gateway MAC is in the map once that event is handled.
+#[inline(always)]
+pub fn to_cached_next_hop(ifindex: u32) -> (i32, Reason) {
+    verdict(unsafe { bpf_redirect(ifindex, 0) }, Reason::RedirectCached)
+}
+
 /// `bpf_redirect_neigh(egress device, next hop)`: the kernel resolves the
 /// neighbour (sending ARP/ND if needed) and fills in the L2 header.
 ///

@@ -12,14 +12,22 @@
 //! packet must take the stack instead.
 
 use aya_ebpf::programs::TcContext;
-use shortpath_common::stack_flow::{Side, StackFlowKey};
+use shortpath_common::{
+    endpoint::{Endpoint, FLAG_SENT_TO_STACK},
+    stack_flow::{Side, StackFlowKey},
+};
 
 use crate::{maps, parse::Packet};
 
 /// Records the pod's end (source address, source port / echo id) of a
-/// packet the pod sends to the stack. TCP, UDP and echo requests only.
+/// packet the pod (`own`, its endpoint) sends to the stack. TCP, UDP and
+/// echo requests only. The pod's entry is marked first
+/// ([`FLAG_SENT_TO_STACK`]), so no reply can be checked before it is.
 #[inline(always)]
-pub fn remember(ctx: &TcContext, p: &Packet) {
+pub fn remember(ctx: &TcContext, p: &Packet, own: &Endpoint) {
+    if own.flags & FLAG_SENT_TO_STACK == 0 {
+        maps::mark_sent_to_stack(&p.src_key());
+    }
     if let Some((proto, l4)) = p.l4_head(ctx) {
         if let Some(key) = StackFlowKey::of(&p.src_key(), proto, &l4, Side::FromPod) {
             maps::remember_stack_flow(&key);
@@ -27,12 +35,17 @@ pub fn remember(ctx: &TcContext, p: &Packet) {
     }
 }
 
-/// Whether a packet for a local pod (destination address, destination
-/// port / echo id) belongs to a flow that pod sent to the stack. Packets
-/// without a port (other protocols, ICMP other than echo replies, L4
-/// header cut short) never do.
+/// Whether a packet for a local pod (`ep`; destination address,
+/// destination port / echo id) belongs to a flow that pod sent to the
+/// stack. Packets without a port (other protocols, ICMP other than echo
+/// replies, L4 header cut short) never do, and neither do packets to a
+/// pod that never sent anything to the stack: most packets skip the
+/// lookup.
 #[inline(always)]
-pub fn is_reply(ctx: &TcContext, p: &Packet) -> bool {
+pub fn is_reply(ctx: &TcContext, p: &Packet, ep: &Endpoint) -> bool {
+    if ep.flags & FLAG_SENT_TO_STACK == 0 {
+        return false;
+    }
     match p.l4_head(ctx) {
         Some((proto, l4)) => match StackFlowKey::of(&p.dst_key(), proto, &l4, Side::ToPod) {
             Some(key) => maps::is_stack_flow(&key),

@@ -339,6 +339,116 @@ fn from_pod_routes_with_the_fib() {
     assert_eq!(counts(&obj, lxc), expected);
 }
 
+/// The next-hop cache answers exactly as the FIB would: same verdict and
+/// same bytes for remote pods of both families once the routes are
+/// cached (`redirect_cached` instead of `redirect`), the same TTL and MTU
+/// treatment, and an "ask the FIB" exception inside a cached route sends
+/// that destination back to the FIB. The MACs come from the entry (a
+/// changed entry changes the frame), so nothing answers but the map.
+#[test]
+fn from_pod_cached_next_hops_rewrite_like_the_fib() {
+    root_or_skip!();
+    let lab = TestLab::up_with("enh", Some(TWO_PODS), &[]);
+    let b = pod_bench(&lab);
+    let node_a = b.inv.node("node-a").unwrap().clone();
+    let node_b = b.inv.node("node-b").unwrap().clone();
+    for addr in [node_b.nic.ipv4.unwrap(), node_b.nic.ipv6.unwrap()] {
+        shortpath::probe::ping(&Netns::new(&node_a.netns), addr, 56, Duration::from_secs(3))
+            .expect("node-a reaches node-b (resolves the next hop)");
+    }
+    let remote = b.inv.pods_of("node-b").next().unwrap();
+    let (r4, r6) = (
+        remote.ipv4.unwrap().to_string(),
+        remote.ipv6.unwrap().to_string(),
+    );
+    let _ns = enter(&b.spec.netns);
+    let mut obj = b.object(FastPath::Peer);
+    let lxc = b.pod(0).host_if.ifindex;
+    let frames = [b.v4(0, &r4).build(), b.v6(0, &r6).build()];
+    let by_fib: Vec<Run> = frames
+        .iter()
+        .map(|f| run(&mut obj, Hook::FromPod, f, b.ctx(0)))
+        .collect();
+    for (r, f) in by_fib.iter().zip(&frames) {
+        assert_eq!(r.verdict, TC_ACT_REDIRECT);
+        let ttl_at = if f[12..14] == [0x08, 0x00] {
+            ETH_HLEN + 8
+        } else {
+            ETH_HLEN + 7
+        };
+        assert_routed_rewrite(r, f, node_b.nic.mac.0, node_a.nic.mac.0, ttl_at);
+    }
+    assert_eq!(counts(&obj, lxc), BTreeMap::from([("redirect", 2)]));
+
+    let plan = obj.sync_next_hops(&b.spec).expect("cache filled");
+    assert_eq!(
+        plan.cached(),
+        2,
+        "node-b's pod CIDRs, both families: {plan:?}"
+    );
+    for (f, fib) in frames.iter().zip(&by_fib) {
+        let r = run(&mut obj, Hook::FromPod, f, b.ctx(0));
+        assert_eq!((r.verdict, &r.out), (fib.verdict, &fib.out), "cache = FIB");
+    }
+    let mut expired = b.v4(0, &r4);
+    expired.ttl = 1;
+    let mut big = b.v4(0, &r4);
+    big.payload = 1600;
+    for (what, f, reason) in [
+        ("ttl 1", expired.build(), "pass_ttl_expired"),
+        ("over the route MTU", big.build(), "pass_fib_frag_needed"),
+    ] {
+        let r = run(&mut obj, Hook::FromPod, &f, b.ctx(0));
+        assert_eq!(
+            (r.verdict, &r.out),
+            (TC_ACT_OK, &f),
+            "{what}: to the stack untouched"
+        );
+        assert_eq!(counts(&obj, lxc).get(reason), Some(&1), "{what}");
+    }
+    let mut gso = b.ctx(0);
+    gso.gso_size = 1400;
+    gso.gso_segs = 2;
+    let r = run(&mut obj, Hook::FromPod, &big.build(), gso);
+    assert_eq!(r.verdict, TC_ACT_REDIRECT, "GSO is segmented to fit");
+
+    // The answer is the entry's: another MAC in it, another frame.
+    let net4: ipnet::IpNet = format!("{r4}/32").parse().unwrap();
+    let key = |n: ipnet::IpNet| {
+        let k = shortpath::dataplane::next_hops::key(n);
+        aya::maps::lpm_trie::Key::new(k.prefixlen, k.net)
+    };
+    let mut entry = shortpath_common::next_hop::NextHop {
+        ifindex: node_a.nic.ifindex,
+        mtu: 1500,
+        smac: node_a.nic.mac.0,
+        dmac: [0x02, 0, 0, 0, 0, 0x42],
+    };
+    obj.next_hops()
+        .unwrap()
+        .insert(&key(net4), entry, 0)
+        .unwrap();
+    let r = run(&mut obj, Hook::FromPod, &frames[0], b.ctx(0));
+    assert_eq!(r.out[0..6], entry.dmac, "destination MAC from the entry");
+    // An exception inside the cached route: the FIB decides again.
+    entry = shortpath_common::next_hop::NextHop::ASK_FIB;
+    obj.next_hops()
+        .unwrap()
+        .insert(&key(net4), entry, 0)
+        .unwrap();
+    let r = run(&mut obj, Hook::FromPod, &frames[0], b.ctx(0));
+    assert_eq!(r.out, by_fib[0].out);
+    assert_eq!(
+        counts(&obj, lxc),
+        BTreeMap::from([
+            ("redirect", 3),
+            ("redirect_cached", 4),
+            ("pass_ttl_expired", 1),
+            ("pass_fib_frag_needed", 1),
+        ])
+    );
+}
+
 /// Only pod addresses are routed with the FIB: a destination outside the
 /// cluster's pod CIDRs (a Service IP, the internet) goes to the stack
 /// unchanged — kube-proxy's DNAT and the masquerade are there — even when

@@ -6,7 +6,7 @@ use std::io;
 
 use netlink_packet_route::{
     tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption},
-    RouteNetlinkMessage,
+    AddressFamily, RouteNetlinkMessage,
 };
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rtnetlink::packet_core::{
@@ -170,4 +170,66 @@ pub fn delete_filter(filter: &BpfFilter) -> io::Result<()> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
         r => r.map(drop),
     }
+}
+
+/// Every route of every table, both families (a dump of the calling
+/// thread's namespace).
+pub fn routes() -> io::Result<Vec<netlink_packet_route::route::RouteMessage>> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut m = netlink_packet_route::route::RouteMessage::default();
+        m.header.address_family = family;
+        for r in request(RouteNetlinkMessage::GetRoute(m), NLM_F_REQUEST | NLM_F_DUMP)? {
+            if let RouteNetlinkMessage::NewRoute(r) = r {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every neighbour entry, both families.
+pub fn neighbours() -> io::Result<Vec<netlink_packet_route::neighbour::NeighbourMessage>> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut m = netlink_packet_route::neighbour::NeighbourMessage::default();
+        m.header.family = family;
+        for r in request(
+            RouteNetlinkMessage::GetNeighbour(m),
+            NLM_F_REQUEST | NLM_F_DUMP,
+        )? {
+            if let RouteNetlinkMessage::NewNeighbour(n) = r {
+                out.push(n);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every policy routing rule, both families.
+pub fn rules() -> io::Result<Vec<netlink_packet_route::rule::RuleMessage>> {
+    let mut out = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        let mut m = netlink_packet_route::rule::RuleMessage::default();
+        m.header.family = family;
+        for r in request(RouteNetlinkMessage::GetRule(m), NLM_F_REQUEST | NLM_F_DUMP)? {
+            if let RouteNetlinkMessage::NewRule(r) = r {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The device `ifindex`.
+pub fn link(ifindex: u32) -> io::Result<netlink_packet_route::link::LinkMessage> {
+    let mut m = netlink_packet_route::link::LinkMessage::default();
+    m.header.index = ifindex;
+    request(RouteNetlinkMessage::GetLink(m), NLM_F_REQUEST)?
+        .into_iter()
+        .find_map(|r| match r {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use aya::programs::{TestRun, TestRunOptions};
-use shortpath_dataplane::{counters, Hook, TcObject};
+use shortpath_dataplane::{Hook, TcObject};
 
 use super::packet::{self, ETH_HLEN};
 
@@ -142,10 +142,7 @@ pub fn run_checksum_complete(
 }
 
 pub fn counts(obj: &TcObject, ifindex: u32) -> BTreeMap<&'static str, u64> {
-    counters::read(&obj.counters().unwrap())
-        .unwrap()
-        .remove(&ifindex)
-        .unwrap_or_default()
+    obj.counts().unwrap().remove(&ifindex).unwrap_or_default()
 }
 
 /// One crafted frame, the verdict the program must return and the reason

@@ -53,6 +53,8 @@ pub struct Agent {
     pub actions: Actions,
     pub started: Instant,
     pub ready: bool,
+    /// The next-hop cache's syncer (its state for status and metrics).
+    pub next_hops: super::watch::NextHops,
 }
 
 /// Loading the eBPF object (ELF, BTF) allocates several MiB that glibc
@@ -117,6 +119,7 @@ impl Agent {
             actions: Actions::new(),
             started: Instant::now(),
             ready: false,
+            next_hops: Default::default(),
         };
         agent.reconcile()?;
         let now = agent.node.setting(&agent.pods())?;
@@ -500,6 +503,11 @@ impl Agent {
             "programs": programs,
             "endpoints": self.records.len(),
             "reconcile_actions": self.actions,
+            // The kernel's map, and how the agent keeps it.
+            "next_hops": {
+                "entries": self.node.next_hops().map_err(internal)?,
+                "sync": self.next_hops.snapshot(),
+            },
         }))
     }
 

@@ -45,9 +45,14 @@ pub fn render(src: &Sources) -> String {
     let api = Family::<Labels, Counter>::default();
     let events = Family::<Labels, Counter>::default();
     let up = Gauge::<i64>::default();
+    let cached = Gauge::<i64>::default();
+    let syncs = Counter::<u64>::default();
     {
         let agent = src.agent.lock().unwrap_or_else(|p| p.into_inner());
         up.set(i64::from(agent.ready));
+        let nh = agent.next_hops.snapshot();
+        cached.set(nh.cached as i64);
+        syncs.inc_by(nh.syncs);
         endpoints.set(agent.records().count() as i64);
         // The kernel's view, not the agent's last intent.
         let programs = agent.programs();
@@ -126,6 +131,16 @@ pub fn render(src: &Sources) -> String {
         "program_runs",
         "Runs of each program (kernel.bpf_stats_enabled=1 only)",
         runs,
+    );
+    reg.register(
+        "next_hops_cached",
+        "Routes to other nodes' pods from_pod forwards without a FIB lookup",
+        cached,
+    );
+    reg.register(
+        "next_hop_syncs",
+        "Times the next-hop cache was brought in step with routes and neighbours",
+        syncs,
     );
     reg.register("api_requests", "API requests by op and outcome", api);
     reg.register(

@@ -191,10 +191,12 @@ pub async fn run(cfg: Config) -> Result<(), AgentError> {
         reconciled = ?startup.actions,
         "ready"
     );
+    let next_hops = agent.next_hops.clone();
     let agent = Arc::new(Mutex::new(agent));
     let api = server::ApiCounts::default();
     let events = watch::Events::default();
-    watch::spawn(agent.clone(), events.clone(), nic).map_err(AgentError::Watch)?;
+    watch::spawn(agent.clone(), events.clone(), next_hops.clone(), nic)
+        .map_err(AgentError::Watch)?;
     // Devices that went between the start's reconcile and the watch are
     // caught now, not at the next periodic pass.
     let a = agent.clone();

@@ -1,7 +1,9 @@
 //! Netlink events the agent acts on: a host veth that disappears takes its
-//! endpoint with it at once; route and neighbour changes on the NIC are
-//! counted (the forwarding cache of the per-packet cost work follows
-//! them). A periodic reconcile covers events lost to a socket overflow.
+//! endpoint with it at once; route, rule, neighbour (on the NIC) and NIC
+//! changes bring the next-hop cache back in step (see
+//! `shortpath_dataplane::next_hops`), coalesced: events that arrive while
+//! a sync runs are covered by one more. A periodic reconcile covers events
+//! lost to a socket overflow.
 
 use std::{
     collections::BTreeMap,
@@ -17,9 +19,97 @@ use netlink_packet_route::{
     RouteNetlinkMessage,
 };
 use netlink_sys::{AsyncSocket as _, SocketAddr};
-use rtnetlink::constants::{RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH};
+use rtnetlink::constants::{
+    RTMGRP_IPV4_ROUTE, RTMGRP_IPV4_RULE, RTMGRP_IPV6_ROUTE, RTMGRP_LINK, RTMGRP_NEIGH,
+};
+use serde::Serialize;
+use tokio::sync::Notify;
 
 use super::core::Agent;
+
+/// `RTNLGRP_IPV6_RULE` (19) as a group bit (the constants stop at IPv4).
+const RTMGRP_IPV6_RULE: u32 = 1 << (19 - 1);
+
+/// The next-hop cache's last sync, for status and metrics.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NextHopSync {
+    /// Syncs done (each covers every event before it started).
+    pub syncs: u64,
+    /// Entries written and removed, over all syncs.
+    pub written: u64,
+    pub removed: u64,
+    /// Cached routes after the last sync.
+    pub cached: usize,
+    /// Why nothing is cached, if so.
+    pub disabled: Option<&'static str>,
+    /// How long the last sync took (netlink dumps + map writes), µs.
+    pub last_us: u64,
+    pub last_error: Option<String>,
+}
+
+/// Wakes the next-hop syncer; shared by the event loop and the periodic
+/// reconcile.
+#[derive(Clone, Default)]
+pub struct NextHops {
+    wake: Arc<Notify>,
+    pub state: Arc<Mutex<NextHopSync>>,
+}
+
+impl NextHops {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn snapshot(&self) -> NextHopSync {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs a sync after every wake-up, one at a time; wake-ups during a
+    /// sync collapse into the next one.
+    fn spawn_syncer(&self, agent: Arc<Mutex<Agent>>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                me.wake.notified().await;
+                let agent = agent.clone();
+                let started = std::time::Instant::now();
+                let r = tokio::task::spawn_blocking(move || {
+                    // A clone: the agent's lock is held only to take it.
+                    let node = agent.lock().unwrap_or_else(|p| p.into_inner()).node.clone();
+                    node.sync_next_hops()
+                })
+                .await;
+                let mut st = me.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.syncs += 1;
+                st.last_us = started.elapsed().as_micros() as u64;
+                match r {
+                    Ok(Ok((plan, (written, removed)))) => {
+                        st.written += written as u64;
+                        st.removed += removed as u64;
+                        st.cached = plan.cached();
+                        st.disabled = plan.disabled;
+                        st.last_error = None;
+                        if written + removed > 0 {
+                            tracing::info!(
+                                written,
+                                removed,
+                                cached = plan.cached(),
+                                disabled = plan.disabled,
+                                took_us = st.last_us,
+                                "next-hop cache updated"
+                            );
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "next-hop cache sync");
+                        st.last_error = Some(e.to_string());
+                    }
+                    Err(e) => st.last_error = Some(e.to_string()),
+                }
+            }
+        });
+    }
+}
 
 /// Netlink events seen, by kind.
 pub type Events = Arc<Mutex<BTreeMap<&'static str, u64>>>;
@@ -48,13 +138,27 @@ fn neigh_ifindex(n: &NeighbourMessage) -> u32 {
 
 /// Subscribes to link, route and neighbour events of the agent's namespace
 /// and handles them until the process ends.
-pub fn spawn(agent: Arc<Mutex<Agent>>, events: Events, nic: u32) -> std::io::Result<()> {
+pub fn spawn(
+    agent: Arc<Mutex<Agent>>,
+    events: Events,
+    next_hops: NextHops,
+    nic: u32,
+) -> std::io::Result<()> {
     let (mut conn, _handle, mut messages) = rtnetlink::new_connection()?;
-    let groups = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
+    let groups = RTMGRP_LINK
+        | RTMGRP_NEIGH
+        | RTMGRP_IPV4_ROUTE
+        | RTMGRP_IPV6_ROUTE
+        | RTMGRP_IPV4_RULE
+        | RTMGRP_IPV6_RULE;
     conn.socket_mut()
         .socket_mut()
         .bind(&SocketAddr::new(0, groups))?;
     tokio::spawn(conn);
+    next_hops.spawn_syncer(agent.clone());
+    // Whatever changed before the subscription.
+    next_hops.wake();
+    let nh = next_hops.clone();
     let a = agent.clone();
     tokio::spawn(async move {
         while let Some((msg, _)) = messages.next().await {
@@ -77,16 +181,30 @@ pub fn spawn(agent: Arc<Mutex<Agent>>, events: Events, nic: u32) -> std::io::Res
                         tracing::warn!(ifindex, error = %e, "removing the endpoint of a deleted device");
                     }
                 }
-                RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r)
-                    if route_oif(&r) == Some(nic) =>
-                {
-                    bump(&events, "nic_route_changed");
-                    tracing::debug!(dst = ?r.attributes.iter().find(|a| matches!(a, RouteAttribute::Destination(_))), "route via the NIC changed");
+                // Any route may be (or cover) a route of the cache.
+                RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r) => {
+                    if route_oif(&r) == Some(nic) {
+                        bump(&events, "nic_route_changed");
+                        tracing::debug!(dst = ?r.attributes.iter().find(|a| matches!(a, RouteAttribute::Destination(_))), "route via the NIC changed");
+                    } else {
+                        bump(&events, "route_changed");
+                    }
+                    nh.wake();
                 }
                 RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n)
                     if neigh_ifindex(&n) == nic =>
                 {
                     bump(&events, "nic_neighbour_changed");
+                    nh.wake();
+                }
+                RouteNetlinkMessage::NewRule(_) | RouteNetlinkMessage::DelRule(_) => {
+                    bump(&events, "rule_changed");
+                    nh.wake();
+                }
+                // MAC, MTU, up/down of the NIC.
+                RouteNetlinkMessage::NewLink(l) if l.header.index == nic => {
+                    bump(&events, "nic_changed");
+                    nh.wake();
                 }
                 _ => {}
             }
@@ -106,6 +224,7 @@ pub fn spawn(agent: Arc<Mutex<Agent>>, events: Events, nic: u32) -> std::io::Res
             if let Ok(Err(e)) = r {
                 tracing::warn!(error = %e, "periodic reconcile");
             }
+            next_hops.wake();
         }
     });
     Ok(())

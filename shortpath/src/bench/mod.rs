@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cni;
 pub mod load;
 pub mod plot;
+pub mod prog;
 mod result;
 mod run;
 pub mod stats;
@@ -18,9 +19,11 @@ use serde::Serialize;
 use crate::{control::ControlError, dataplane::Mode, netns::NetnsError};
 
 pub use load::{LoadOptions, Sample, Target, Test};
-pub use result::{BenchResult, Machine, Params, RoundResult, Summary};
+pub use result::{
+    BenchResult, BpfStatsRun, BpfStatsSetting, Machine, Params, RoundResult, Summary,
+};
 pub use run::{run, BenchConfig, Progress};
-pub use table::{human, latency_table, summary_table};
+pub use table::{bpf_stats_note, human, latency_table, program_table, summary_table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -42,6 +45,14 @@ pub enum BenchError {
         "lab {lab}: {what} (use a lab with two pods on its first node, or let bench build its own)"
     )]
     Topology { lab: String, what: String },
+    #[error(
+        "node {node}: reading the programs' run-time counters: {source} (pass --no-bpf-stats to measure without them)"
+    )]
+    ProgramRuns {
+        node: String,
+        #[source]
+        source: Box<crate::dataplane::DataplaneError>,
+    },
     #[error("{mode} {test}: {source}")]
     Test {
         mode: BenchMode,

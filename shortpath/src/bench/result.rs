@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{stats, BenchMode, PathKind, Test};
+use super::{
+    stats::{self, ProgramCosts},
+    BenchMode, PathKind, Test,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
@@ -63,6 +66,10 @@ pub struct RoundResult {
     pub latency: Option<stats::Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_pct: Option<f64>,
+    /// Cost of the lab's programs per hook during this measurement (modes
+    /// with programs, while the kernel counts run time).
+    #[serde(skip_serializing_if = "ProgramCosts::is_empty")]
+    pub programs: ProgramCosts,
 }
 
 /// Median over rounds with range and ratios.
@@ -78,12 +85,61 @@ pub struct Summary {
     pub latency: Option<stats::Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_pct: Option<f64>,
+    /// Cost of the programs per hook over all rounds: total run time over
+    /// total runs.
+    #[serde(skip_serializing_if = "ProgramCosts::is_empty")]
+    pub programs: ProgramCosts,
+}
+
+/// What bench did with `kernel.bpf_stats_enabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BpfStatsSetting {
+    /// It was 0: set to 1 for the measurements, then put back.
+    SetForRun,
+    /// It was 1 already: left alone.
+    AlreadyOn,
+    /// `--no-bpf-stats` and it was 0: left alone, no program figures.
+    LeftOff,
+    /// It could not be read or set (bench said why): no program figures.
+    Unavailable,
+    /// No mode of the run has programs (bridge, host): left alone.
+    NotNeeded,
+}
+
+/// The JSON's `bpf_stats`: how the programs' cost was counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct BpfStatsRun {
+    pub sysctl: BpfStatsSetting,
+    /// The kernel counted program run time during the measurements, so
+    /// `programs` figures are there (and include bpf_stats' own cost).
+    pub counted: bool,
+    /// The value found before the run; `null` if it could not be read.
+    pub previous: Option<String>,
+    /// `set_for_run` only: the value found is back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored: Option<bool>,
+}
+
+impl BpfStatsRun {
+    pub fn new(sysctl: BpfStatsSetting, previous: Option<String>) -> Self {
+        Self {
+            sysctl,
+            counted: matches!(
+                sysctl,
+                BpfStatsSetting::SetForRun | BpfStatsSetting::AlreadyOn
+            ),
+            previous,
+            restored: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
     pub machine: Machine,
     pub params: Params,
+    pub bpf_stats: BpfStatsRun,
     /// mode → test → summary.
     pub summary: BTreeMap<BenchMode, BTreeMap<Test, Summary>>,
     pub rounds: Vec<RoundResult>,
@@ -97,6 +153,7 @@ impl BenchResult {
     pub fn summarize(
         machine: Machine,
         params: Params,
+        bpf_stats: BpfStatsRun,
         rounds: Vec<RoundResult>,
         latency: BTreeMap<(BenchMode, Test), Histogram<u64>>,
     ) -> Self {
@@ -104,12 +161,13 @@ impl BenchResult {
         let mut summary: BTreeMap<BenchMode, BTreeMap<Test, Summary>> = BTreeMap::new();
         for &mode in &params.modes {
             for &test in &params.tests {
-                let of = |f: &dyn Fn(&RoundResult) -> Option<f64>| -> Vec<f64> {
+                let these = || {
                     rounds
                         .iter()
-                        .filter(|r| r.mode == mode && r.test == test)
-                        .filter_map(f)
-                        .collect()
+                        .filter(move |r| r.mode == mode && r.test == test)
+                };
+                let of = |f: &dyn Fn(&RoundResult) -> Option<f64>| -> Vec<f64> {
+                    these().filter_map(f).collect()
                 };
                 let values = of(&|r| Some(r.value));
                 let Some(value) = stats::median(&values) else {
@@ -128,6 +186,7 @@ impl BenchResult {
                         vs_host: None,
                         latency: latency.get(&(mode, test)).and_then(stats::percentiles),
                         loss_pct: stats::median(&losses),
+                        programs: stats::sum_costs(these().map(|r| &r.programs)),
                     },
                 );
             }
@@ -143,6 +202,7 @@ impl BenchResult {
         Self {
             machine,
             params,
+            bpf_stats,
             summary,
             rounds,
             latency,
@@ -167,7 +227,27 @@ mod tests {
             unit: "gbit_s",
             latency: None,
             loss_pct: None,
+            programs: ProgramCosts::new(),
         }
+    }
+
+    /// A round of peer with its programs' deltas: from_nic `nic` ns over
+    /// `n` runs, from_pod `pod` ns over `n` runs.
+    fn with_programs(mut r: RoundResult, nic: u64, pod: u64, n: u64) -> RoundResult {
+        use crate::dataplane::ProgramRun;
+        let at = |hook, id, t, c| ProgramRun {
+            hook,
+            program_id: id,
+            run_time_ns: t,
+            run_count: c,
+        };
+        let before = [at("from_nic", 7, 500, 5), at("from_pod", 8, 0, 0)];
+        let after = [
+            at("from_nic", 7, 500 + nic, 5 + n),
+            at("from_pod", 8, pod, n),
+        ];
+        r.programs = stats::program_costs(&before, &after);
+        r
     }
 
     #[test]
@@ -190,7 +270,11 @@ mod tests {
             .enumerate()
         {
             rounds.push(round(i, BenchMode::Bridge, b));
-            rounds.push(round(i, BenchMode::Peer, p));
+            // 40, 30, 20 ns per packet on from_nic over 1000, 2000, 5000
+            // packets; from_pod 100 ns each.
+            let n = [1000, 2000, 5000][i];
+            let nic = [40, 30, 20][i] * n;
+            rounds.push(with_programs(round(i, BenchMode::Peer, p), nic, 100 * n, n));
             rounds.push(round(i, BenchMode::Host, h));
         }
         let mut h = stats::latency_histogram();
@@ -205,8 +289,10 @@ mod tests {
             unit: "tps",
             latency: None,
             loss_pct: None,
+            programs: ProgramCosts::new(),
         });
-        let r = BenchResult::summarize(Machine::current(), params, rounds, hists);
+        let bpf = BpfStatsRun::new(BpfStatsSetting::SetForRun, Some("0".into()));
+        let r = BenchResult::summarize(Machine::current(), params, bpf, rounds, hists);
         let peer = r.get(BenchMode::Peer, Test::TcpStream).unwrap();
         assert_eq!((peer.value, peer.min, peer.max), (20.0, 18.0, 30.0));
         assert_eq!(peer.vs_bridge, Some(20.0 / 11.0));
@@ -233,5 +319,28 @@ mod tests {
         assert_eq!(v["rounds"][0]["mode"], "bridge");
         assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
         assert_eq!(v["params"]["rounds"], 3);
+
+        // Program cost: total time over total packets of all rounds
+        // (40·1000 + 30·2000 + 20·5000) / 8000, not the median 30.
+        let progs = &s["programs"];
+        assert_eq!(progs["from_nic"]["ns_per_packet"], 200_000.0 / 8000.0);
+        assert_eq!(progs["from_nic"]["run_count"], 8000);
+        assert_eq!(progs["from_pod"]["ns_per_packet"], 100.0);
+        assert_eq!(progs["from_pod"]["run_time_ns"], 800_000);
+        let peer_round = v["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["mode"] == "peer" && r["round"] == 1)
+            .unwrap();
+        assert_eq!(peer_round["programs"]["from_nic"]["ns_per_packet"], 30.0);
+        // Modes without programs have no `programs`.
+        assert!(v["summary"]["bridge"]["tcp_stream"]
+            .get("programs")
+            .is_none());
+        assert!(v["rounds"][0].get("programs").is_none());
+        assert_eq!(v["bpf_stats"]["sysctl"], "set_for_run");
+        assert_eq!(v["bpf_stats"]["counted"], true);
+        assert_eq!(v["bpf_stats"]["previous"], "0");
     }
 }

@@ -7,10 +7,18 @@ use hdrhistogram::Histogram;
 
 use super::{
     load::{self, LoadOptions, Target, Test},
-    result::{BenchResult, Machine, Params, RoundResult},
-    stats, BenchError, BenchMode, PathKind,
+    result::{BenchResult, BpfStatsRun, Machine, Params, RoundResult},
+    stats::{self, ProgramCosts},
+    BenchError, BenchMode, PathKind,
 };
-use crate::{control, lab, names::LabName, netns::Netns, runtime::LabLock};
+use crate::{
+    control,
+    dataplane::{self, DataplaneError, Mode, ProgramRun},
+    lab::{self, Inventory},
+    names::LabName,
+    netns::{self, Netns},
+    runtime::LabLock,
+};
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -23,6 +31,10 @@ pub struct BenchConfig {
     pub path: PathKind,
     pub streams: usize,
     pub cpus: Option<(usize, usize)>,
+    /// How the programs' run time is counted; with `counted`, every
+    /// measurement of a mode with programs reads their counters before
+    /// and after.
+    pub bpf_stats: BpfStatsRun,
 }
 
 impl BenchConfig {
@@ -44,10 +56,8 @@ impl<F: Fn(&str)> Progress for F {
 }
 
 /// Pod and host targets of the lab.
-async fn targets(lab_name: &LabName, path: PathKind) -> Result<(Target, Target), BenchError> {
-    let inv = lab::inventory(lab_name)
-        .await
-        .map_err(control::ControlError::from)?;
+fn targets(inv: &Inventory, path: PathKind) -> Result<(Target, Target), BenchError> {
+    let lab_name = &inv.name;
     let topo = |what: &str| BenchError::Topology {
         lab: lab_name.to_string(),
         what: what.to_owned(),
@@ -100,8 +110,11 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> Result<BenchResult, BenchError> {
     debug_assert_eq!(lock.lab(), &cfg.lab);
-    let (pod, host) = targets(&cfg.lab, cfg.path).await?;
-    let (rounds, hists) = measure(cfg, lock, &pod, &host, progress).await?;
+    let inv = lab::inventory(&cfg.lab)
+        .await
+        .map_err(control::ControlError::from)?;
+    let (pod, host) = targets(&inv, cfg.path)?;
+    let (rounds, hists) = measure(cfg, lock, &inv, &pod, &host, progress).await?;
     let params = Params {
         lab: cfg.lab.to_string(),
         path: cfg.path,
@@ -117,6 +130,7 @@ pub async fn run(
     Ok(BenchResult::summarize(
         Machine::current(),
         params,
+        cfg.bpf_stats.clone(),
         rounds,
         hists,
     ))
@@ -130,6 +144,7 @@ type Measured = (
 async fn measure(
     cfg: &BenchConfig,
     lock: &LabLock,
+    inv: &Inventory,
     pod: &Target,
     host: &Target,
     progress: &dyn Progress,
@@ -153,7 +168,19 @@ async fn measure(
                 if !cfg.warmup.is_zero() {
                     once(test, target, cfg, cfg.warmup).await.map_err(wrap)?;
                 }
+                // Program ids change with every mode switch: read them
+                // from the kernel around each measurement.
+                let counted = cfg.bpf_stats.counted && mode.dataplane() != Mode::Bridge;
+                let before = if counted {
+                    Some(program_runs(inv).await.map_err(wrap)?)
+                } else {
+                    None
+                };
                 let s = once(test, target, cfg, cfg.duration).await.map_err(wrap)?;
+                let programs = match before {
+                    Some(b) => stats::program_costs(&b, &program_runs(inv).await.map_err(wrap)?),
+                    None => ProgramCosts::new(),
+                };
                 let latency = s.latency.as_ref().and_then(stats::percentiles);
                 if let Some(h) = s.latency {
                     match hists.get_mut(&(mode, test)) {
@@ -171,6 +198,7 @@ async fn measure(
                     unit: test.unit(),
                     latency,
                     loss_pct: s.loss_pct,
+                    programs,
                 });
                 progress.step(&format!(
                     "round {}/{} {mode} {}",
@@ -199,4 +227,25 @@ async fn once(
     tokio::task::spawn_blocking(move || load::run(test, &target, &opts))
         .await
         .map_err(|_| BenchError::Panicked)?
+}
+
+/// The run-time counters of every program attached in the lab, all nodes.
+async fn program_runs(inv: &Inventory) -> Result<Vec<ProgramRun>, BenchError> {
+    let mut out = Vec::new();
+    for node in &inv.nodes {
+        let spec = inv
+            .dataplane_spec(&node.name)
+            .expect("inventory lists the node");
+        let ns = Netns::new(&spec.netns);
+        let runs = netns::run_in(&ns, move || dataplane::node_program_runs(&spec))
+            .await
+            .map_err(DataplaneError::from)
+            .and_then(|r| r)
+            .map_err(|source| BenchError::ProgramRuns {
+                node: node.name.to_string(),
+                source: Box::new(source),
+            })?;
+        out.extend(runs);
+    }
+    Ok(out)
 }

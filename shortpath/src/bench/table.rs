@@ -1,7 +1,7 @@
 //! The summary table printed by `bench` and `report`.
 
-use super::{BenchMode, BenchResult};
-use crate::table::Table;
+use super::{BenchMode, BenchResult, BpfStatsSetting};
+use crate::{dataplane::BPF_STATS_SYSCTL, table::Table};
 
 /// Human figure: 3 significant digits with k/M suffixes for large values.
 pub fn human(v: f64) -> String {
@@ -70,6 +70,62 @@ pub fn latency_table(r: &BenchResult) -> Table {
         }
     }
     t
+}
+
+/// What the lab's programs cost per packet, per hook, in the modes that
+/// have programs (from bpf_stats; empty when it was not counted).
+pub fn program_table(r: &BenchResult) -> Table {
+    const HOOKS: [&str; 2] = ["from_nic", "from_pod"];
+    let mut t = Table::new(["TEST", "MODE", "FROM_NIC NS/PKT", "FROM_POD NS/PKT"]);
+    for &test in &r.params.tests {
+        for &mode in &r.params.modes {
+            let Some(s) = r.get(mode, test).filter(|s| !s.programs.is_empty()) else {
+                continue;
+            };
+            let mut row = vec![test.name().to_owned(), mode.name().to_owned()];
+            row.extend(HOOKS.iter().map(|h| {
+                s.programs
+                    .get(h)
+                    .and_then(|c| c.ns_per_packet)
+                    .map_or_else(|| "-".to_owned(), |n| format!("{n:.0}"))
+            }));
+            t.row(row);
+        }
+    }
+    t
+}
+
+/// One paragraph on how the programs' cost was counted, or why it was not.
+pub fn bpf_stats_note(r: &BenchResult) -> String {
+    let b = &r.bpf_stats;
+    let cost = "the kernel then reads the clock before and after every program run and adds up the time; \
+                the ns/packet figures include that, and redirect and peer carry it in every test of this run";
+    let prev = b.previous.as_deref().unwrap_or("?");
+    match b.sysctl {
+        BpfStatsSetting::SetForRun => {
+            let back = match b.restored {
+                Some(false) => format!(
+                    "putting it back failed: run `sysctl -w {BPF_STATS_SYSCTL}={prev}`"
+                ),
+                _ => format!("put back to {prev} after"),
+            };
+            format!(
+                "Program cost from bpf_stats: {BPF_STATS_SYSCTL} was {prev}, set to 1 for the measurements ({back}); {cost}."
+            )
+        }
+        BpfStatsSetting::AlreadyOn => format!(
+            "Program cost from bpf_stats: {BPF_STATS_SYSCTL} was already {prev} (left as it is); {cost}."
+        ),
+        BpfStatsSetting::LeftOff => format!(
+            "No program cost: --no-bpf-stats left {BPF_STATS_SYSCTL} at {prev}, so the kernel did not count program run time."
+        ),
+        BpfStatsSetting::Unavailable => format!(
+            "No program cost: {BPF_STATS_SYSCTL} could not be read or set (see the warning above)."
+        ),
+        BpfStatsSetting::NotNeeded => format!(
+            "No program cost: no mode of this run has programs ({BPF_STATS_SYSCTL} left alone)."
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use super::{
     DEFAULT_LAB,
 };
 use crate::{
-    bench::{self, BenchConfig, BenchMode, BenchResult, PathKind, Test},
+    bench::{
+        self, BenchConfig, BenchMode, BenchResult, BpfStatsRun, BpfStatsSetting, PathKind, Test,
+    },
+    dataplane::{BpfStats, Mode, BPF_STATS_SYSCTL},
     lab::config::Config,
     names::LabName,
     report,
@@ -58,6 +61,10 @@ pub struct BenchArgs {
     /// Write SVG plots into this directory.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Leave kernel.bpf_stats_enabled alone (by default it is set to 1 for
+    /// the run and put back after, to measure the programs' ns/packet).
+    #[arg(long)]
+    pub no_bpf_stats: bool,
 }
 
 impl BenchArgs {
@@ -84,6 +91,8 @@ impl BenchArgs {
             path: self.path,
             streams: self.streams.max(1),
             cpus,
+            // Decided by `measure`, which holds the sysctl for the run.
+            bpf_stats: BpfStatsRun::new(BpfStatsSetting::NotNeeded, None),
         })
     }
 }
@@ -109,13 +118,25 @@ pub async fn run_bench(ctx: &Ctx, name: &LabName, args: &BenchArgs) -> anyhow::R
         name,
         LabUse::BuildIfMissing(lab),
         "lab is not up",
-        async |lock| measure(&cfg, lock).await,
+        async |lock| measure(&cfg, lock, !args.no_bpf_stats).await,
     )
     .await
 }
 
-/// The bench itself, with a progress bar, as the holder of `lock`.
-pub async fn measure(cfg: &BenchConfig, lock: &LabLock) -> anyhow::Result<BenchResult> {
+/// The bench itself, with a progress bar, as the holder of `lock`. With
+/// `bpf_stats`, `kernel.bpf_stats_enabled` is 1 while it measures (and put
+/// back afterwards, also when it fails or is interrupted).
+pub async fn measure(
+    cfg: &BenchConfig,
+    lock: &LabLock,
+    bpf_stats: bool,
+) -> anyhow::Result<BenchResult> {
+    let has_programs = cfg.modes.iter().any(|m| m.dataplane() != Mode::Bridge);
+    let (switch, stats) = StatsSwitch::start(bpf_stats, has_programs);
+    let cfg = BenchConfig {
+        bpf_stats: stats,
+        ..cfg.clone()
+    };
     let bar = ProgressBar::new(cfg.steps());
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -126,9 +147,92 @@ pub async fn measure(cfg: &BenchConfig, lock: &LabLock) -> anyhow::Result<BenchR
         bar.inc(1);
         bar.set_message(label.to_owned());
     };
-    let r = bench::run(cfg, lock, &progress).await;
+    let r = bench::run(&cfg, lock, &progress).await;
     bar.finish_and_clear();
-    Ok(r?)
+    let restored = switch.finish();
+    let mut r = r?;
+    r.bpf_stats.restored = restored;
+    Ok(r)
+}
+
+/// `kernel.bpf_stats_enabled` for one bench: what it did is printed, and
+/// the value found is put back when the bench ends, fails or is dropped
+/// by a signal.
+struct StatsSwitch(Option<BpfStats>);
+
+impl StatsSwitch {
+    fn start(enable: bool, has_programs: bool) -> (Self, BpfStatsRun) {
+        use BpfStatsSetting::*;
+        let run = |s, prev: &str| BpfStatsRun::new(s, Some(prev.to_owned()));
+        if !has_programs {
+            return (Self(None), BpfStatsRun::new(NotNeeded, None));
+        }
+        let counted = "the programs' NS/PKT is measured with it on: the kernel reads the clock around every program run, a small cost redirect and peer carry in this run";
+        if !enable {
+            let (setting, line) = match BpfStats::is_on() {
+                Ok(true) => (
+                    run(AlreadyOn, "1"),
+                    format!("{BPF_STATS_SYSCTL} is 1 already (--no-bpf-stats: left alone); {counted}"),
+                ),
+                Ok(false) => (
+                    run(LeftOff, "0"),
+                    format!("--no-bpf-stats: {BPF_STATS_SYSCTL} left at 0, so no NS/PKT for the programs"),
+                ),
+                Err(e) => (
+                    BpfStatsRun::new(Unavailable, None),
+                    format!("{e}: no NS/PKT for the programs"),
+                ),
+            };
+            eprintln!("bpf_stats: {line}");
+            return (Self(None), setting);
+        }
+        match BpfStats::enable() {
+            Ok(g) if g.changed() => {
+                eprintln!(
+                    "bpf_stats: {BPF_STATS_SYSCTL} set to 1 for this run (put back to {} after; --no-bpf-stats leaves it alone); {counted}",
+                    g.previous()
+                );
+                let setting = run(SetForRun, g.previous());
+                (Self(Some(g)), setting)
+            }
+            Ok(g) => {
+                eprintln!("bpf_stats: {BPF_STATS_SYSCTL} is 1 already (left as it is); {counted}");
+                (Self(None), run(AlreadyOn, g.previous()))
+            }
+            Err(e) => {
+                eprintln!(
+                    "warning: bpf_stats: {e}; measuring without the programs' NS/PKT (--no-bpf-stats does not try)"
+                );
+                (Self(None), BpfStatsRun::new(Unavailable, None))
+            }
+        }
+    }
+
+    /// Puts the value found back; `Some(done)` when this run had set it.
+    fn finish(mut self) -> Option<bool> {
+        self.put_back()
+    }
+
+    fn put_back(&mut self) -> Option<bool> {
+        let g = self.0.take()?;
+        let previous = g.previous().to_owned();
+        match g.restore() {
+            Ok(()) => {
+                eprintln!("bpf_stats: {BPF_STATS_SYSCTL} put back to {previous}");
+                Some(true)
+            }
+            Err(e) => {
+                eprintln!("warning: bpf_stats: {e}");
+                Some(false)
+            }
+        }
+    }
+}
+
+impl Drop for StatsSwitch {
+    fn drop(&mut self) {
+        self.put_back();
+    }
 }
 
 pub async fn run(args: BenchArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32> {
@@ -138,6 +242,14 @@ pub async fn run(args: BenchArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i3
     if !lat.is_empty() {
         println!();
         print!("{lat}");
+    }
+    if r.bpf_stats.sysctl != BpfStatsSetting::NotNeeded {
+        let progs = bench::program_table(&r);
+        println!();
+        if !progs.is_empty() {
+            print!("{progs}");
+        }
+        println!("{}", bench::bpf_stats_note(&r));
     }
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_string_pretty(&r)?)?;

@@ -13,6 +13,7 @@ mod demo;
 mod interrupt;
 mod lab;
 mod mode;
+mod prog_bench;
 mod report;
 pub mod session;
 mod trace;
@@ -69,6 +70,9 @@ pub enum Command {
     /// Measure the CNI plugin: ADD and DEL time per call for N pods, and
     /// what they leave behind (builds its own lab).
     CniBench(cni_bench::CniBenchArgs),
+    /// Time each TC program per kind of packet with BPF_PROG_TEST_RUN, at
+    /// several endpoint-map sizes (fresh programs; the lab lends a node).
+    ProgBench(prog_bench::ProgBenchArgs),
     /// Show real containers on the fast path: a lab with containerd in
     /// two nodes, containers that ping and talk TCP across, the agents'
     /// counters, and nothing left afterwards (builds its own lab).
@@ -86,6 +90,7 @@ impl Command {
             Command::Trace(a) => Some(&a.name),
             Command::AgentBench(a) => Some(&a.name),
             Command::CniBench(a) => Some(&a.name),
+            Command::ProgBench(a) => Some(&a.name),
             Command::Demo(a) => Some(&a.name),
             Command::Agent(_) => None,
         }
@@ -131,6 +136,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::CniBench(args) => {
             cni_bench::run(args, name.expect("cni-bench takes a name"), &ctx()?).await
+        }
+        Command::ProgBench(args) => {
+            prog_bench::run(args, name.expect("prog-bench takes a name"), &ctx()?).await
         }
         Command::Demo(args) => demo::run(args, name.expect("demo takes a name"), wait, ctx).await,
     }

@@ -41,6 +41,10 @@ pub struct ReportArgs {
     /// Probe packets per mode for the kernel path trace (0: no trace).
     #[arg(long, default_value_t = 10_000)]
     trace_packets: u32,
+    /// Leave kernel.bpf_stats_enabled alone (by default the bench sets it
+    /// to 1 and puts it back, to measure the programs' ns/packet).
+    #[arg(long)]
+    no_bpf_stats: bool,
 }
 
 pub async fn run(args: ReportArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i32> {
@@ -55,6 +59,11 @@ pub async fn run(args: ReportArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let path = report::write(&r, t.as_ref(), &command, &args.out)?;
     print!("{}", bench::summary_table(&r));
+    let progs = bench::program_table(&r);
+    if !progs.is_empty() {
+        println!();
+        print!("{progs}");
+    }
     if let Some(t) = &t {
         println!();
         print!("{}", t.table());
@@ -81,8 +90,9 @@ async fn measure(
         cpu: args.cpu.clone(),
         json: None,
         plot: None,
+        no_bpf_stats: args.no_bpf_stats,
     };
-    let r = super::bench::measure(&bench_args.config(name)?, lock).await?;
+    let r = super::bench::measure(&bench_args.config(name)?, lock, !args.no_bpf_stats).await?;
     if args.trace_packets == 0 {
         return Ok((r, None));
     }

@@ -27,10 +27,17 @@ pub struct SeqReport {
     pub duplicated: u64,
     /// Packets that arrived after a higher sequence number.
     pub reordered: u64,
+    /// The first and the last sequence number lost, if any: with the rate,
+    /// when the loss began and ended.
+    pub lost_span: Option<(u64, u64)>,
 }
 
 /// A running stream; [`UdpSequence::stop`] ends it and reports.
 pub struct UdpSequence {
+    /// Taken just before the sender starts: datagram `seq` leaves about
+    /// `seq / pps` seconds later (a little after).
+    pub started: Instant,
+    pub pps: u32,
     client: NetnsThread<Result<u64, ProbeError>>,
     /// Its stop flag also stops the client.
     server: Server<Vec<u64>>,
@@ -73,6 +80,7 @@ impl UdpSequence {
         })?;
         let port = server.port();
         let stop = server.stop_flag().clone();
+        let started = Instant::now();
         let client = netns::spawn_in(from, move || -> Result<u64, ProbeError> {
             let bind: SocketAddr = if dst.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
                 .parse()
@@ -94,6 +102,8 @@ impl UdpSequence {
             .map_err(io_err("udp stream send"))
         })?;
         Ok(Self {
+            started,
+            pps,
             client,
             server,
             what,
@@ -134,6 +144,9 @@ pub fn report(sent: u64, seen: &[u64]) -> SeqReport {
         highest = highest.max(Some(s));
     }
     r.lost = count.iter().filter(|&&c| c == 0).count() as u64;
+    let first = count.iter().position(|&c| c == 0);
+    let last = count.iter().rposition(|&c| c == 0);
+    r.lost_span = first.zip(last).map(|(a, b)| (a as u64, b as u64));
     r
 }
 
@@ -151,9 +164,12 @@ mod tests {
                 received: 6,
                 lost: 1,
                 duplicated: 1,
-                reordered: 1
+                reordered: 1,
+                lost_span: Some((4, 4)),
             }
         );
+        assert_eq!(report(9, &[0, 3, 4, 6, 8]).lost_span, Some((1, 7)));
+        assert_eq!(report(2, &[0, 1]).lost_span, None);
         assert_eq!(report(3, &[0, 1, 2]).lost, 0);
         assert_eq!(
             report(2, &[0, 7]).duplicated,

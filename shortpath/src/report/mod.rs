@@ -29,14 +29,15 @@ pub fn write_plots(r: &BenchResult, dir: &Path) -> io::Result<Vec<String>> {
     let mut files = Vec::new();
     for &test in &r.params.tests {
         if test.has_latency() {
-            let series: Vec<(&str, Vec<(f64, f64)>)> = r
+            let series: Vec<plot::CdfSeries> = r
                 .params
                 .modes
                 .iter()
                 .filter_map(|m| {
                     r.latency
                         .get(&(*m, test))
-                        .map(|h| (m.name(), bench::stats::cdf(h, 60)))
+                        .filter(|h| !h.is_empty())
+                        .map(|h| bench::stats::cdf_series(m.name(), h))
                 })
                 .collect();
             if !series.is_empty() {
@@ -172,6 +173,7 @@ pub fn write(
     let _ = writeln!(md, "### Latency (all transactions of all rounds)\n");
     md += &bench::latency_table(r).markdown();
     md.push('\n');
+    md += &program_cost(r);
     md += &findings(r);
     if let Some(t) = trace {
         md += &trace_section(t);
@@ -199,6 +201,26 @@ pub fn write(
         )?;
     }
     Ok(path)
+}
+
+/// The programs' cost per packet per hook, with how it was counted.
+fn program_cost(r: &BenchResult) -> String {
+    if r.bpf_stats.sysctl == bench::BpfStatsSetting::NotNeeded {
+        return String::new();
+    }
+    let mut md = String::from("### Program cost (bpf_stats)\n\n");
+    let _ = writeln!(
+        md,
+        "Time the kernel counts in each hook's programs per packet (`run_time_ns / run_count`, all nodes, \
+         total over all rounds), measured around each measurement.\n\n{}\n",
+        bench::bpf_stats_note(r)
+    );
+    let t = bench::program_table(r);
+    if !t.is_empty() {
+        md += &t.markdown();
+        md.push('\n');
+    }
+    md
 }
 
 /// Sentences with the headline ratios.

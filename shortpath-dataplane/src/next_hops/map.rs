@@ -1,0 +1,82 @@
+//! Writing a [`Plan`] into the `NEXT_HOPS` map, reading it back.
+
+use std::{borrow::BorrowMut, collections::BTreeMap};
+
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    MapData,
+};
+use ipnet::IpNet;
+use shortpath_common::{endpoint::EndpointKey, next_hop::NextHop};
+
+use super::{NextHopEntry, Plan};
+use crate::{
+    object::MAP_NEXT_HOPS,
+    pod_cidrs::{key, net},
+    DataplaneError,
+};
+
+/// The map as userspace sees it.
+pub type NextHopMap<T> = LpmTrie<T, EndpointKey, NextHop>;
+
+fn to_aya(n: &IpNet) -> Key<EndpointKey> {
+    let k = key(*n);
+    Key::new(k.prefixlen, k.net)
+}
+
+fn entries<T: std::borrow::Borrow<MapData>>(
+    map: &NextHopMap<T>,
+) -> Result<BTreeMap<IpNet, NextHop>, DataplaneError> {
+    let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
+    let mut out = BTreeMap::new();
+    for k in map.keys() {
+        let k = k.map_err(err)?;
+        let pk = shortpath_common::pod_cidr::PodCidrKey {
+            prefixlen: k.prefix_len(),
+            net: k.data(),
+        };
+        let v = map.get(&k, 0).map_err(err)?;
+        if let Some(n) = net(&pk) {
+            out.insert(n, v);
+        }
+    }
+    Ok(out)
+}
+
+/// Makes the map hold exactly `plan`: changed and new entries are written
+/// first (an entry is replaced in place, never missing in between), then
+/// stale ones go. Returns the number of entries written and removed.
+pub fn sync<T: BorrowMut<MapData>>(
+    map: &mut NextHopMap<T>,
+    plan: &Plan,
+) -> Result<(usize, usize), DataplaneError> {
+    let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
+    let have = entries(map)?;
+    let mut written = 0;
+    for (n, nh) in &plan.entries {
+        if have.get(n) != Some(nh) {
+            map.insert(&to_aya(n), *nh, 0).map_err(err)?;
+            written += 1;
+        }
+    }
+    let mut removed = 0;
+    for n in have.keys().filter(|n| !plan.entries.contains_key(n)) {
+        match map.remove(&to_aya(n)) {
+            Ok(()) => removed += 1,
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok((written, removed))
+}
+
+/// The entries the map holds, sorted by destination.
+pub fn read<T: std::borrow::Borrow<MapData>>(
+    map: &NextHopMap<T>,
+) -> Result<Vec<NextHopEntry>, DataplaneError> {
+    Ok(entries(map)?
+        .iter()
+        .map(|(n, nh)| NextHopEntry::new(*n, nh))
+        .collect())
+}

@@ -1,0 +1,226 @@
+//! The next-hop cache kept in step with the node's routes, neighbours and
+//! NIC (see `shortpath_common::next_hop` for what `from_pod` does with
+//! it).
+//!
+//! [`observe`] reads what the kernel has, [`plan`] decides the entries from
+//! that alone (pure, unit-tested), [`sync`] writes the difference. The
+//! agent runs the three on every route, neighbour, rule or NIC event and on
+//! its periodic reconcile; the lab runs them at each mode switch.
+//!
+//! A route is cached only when the FIB would surely give the same answer
+//! for every address under it:
+//! - the node's policy rules are the default ones (local, main, default,
+//!   no selectors) — otherwise nothing is cached;
+//! - it is a unicast route of the main table inside one of the cluster's
+//!   pod CIDRs, with one next hop: a gateway through the NIC, whose
+//!   neighbour entry is valid (reachable, stale, delay, probe, permanent
+//!   or noarp, as `bpf_fib_lookup` requires), no TOS, no encapsulation,
+//!   no nexthop object; the NIC is up;
+//! - no local-table route covers it.
+//!
+//! Routes inside a cached one that fail these rules become "ask the FIB"
+//! exceptions, so the longest match never lets the cache answer for them.
+
+mod map;
+mod observe;
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ipnet::IpNet;
+use serde::Serialize;
+use shortpath_common::next_hop::{NextHop, MAX_NEXT_HOPS};
+
+/// The LPM key of a destination network (the pod CIDR map's layout).
+pub use crate::pod_cidrs::key;
+pub use map::{read, sync, NextHopMap};
+pub use observe::observe;
+
+/// The routing tables of a default policy.
+pub const TABLE_MAIN: u32 = 254;
+pub const TABLE_LOCAL: u32 = 255;
+
+/// A route as the planner needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub table: u32,
+    pub dst: IpNet,
+    /// `RTN_UNICAST` (not local, broadcast, blackhole, unreachable, …).
+    pub unicast: bool,
+    pub tos: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub priority: u32,
+    /// Route MTU (`mtu` metric), if set.
+    pub mtu: Option<u32>,
+    /// Anything the cache cannot reproduce: several next hops, an
+    /// encapsulation, a nexthop object, a source prefix.
+    pub special: bool,
+}
+
+/// A neighbour entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub ifindex: u32,
+    pub addr: IpAddr,
+    pub lladdr: Option<[u8; 6]>,
+    /// `NUD_VALID`: what `bpf_fib_lookup` answers SUCCESS with.
+    pub valid: bool,
+}
+
+/// The egress device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nic {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// What the kernel has, as [`observe`] read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// Only `lookup local / main / default` rules, without selectors.
+    pub default_rules: bool,
+    pub routes: Vec<Route>,
+    pub neighbours: Vec<Neighbour>,
+    pub nic: Nic,
+}
+
+/// The entries the map must hold, or why it holds none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub entries: BTreeMap<IpNet, NextHop>,
+    /// Why nothing is cached (the FIB answers everything then).
+    pub disabled: Option<&'static str>,
+}
+
+impl Plan {
+    fn off(why: &'static str) -> Self {
+        Self {
+            entries: BTreeMap::new(),
+            disabled: Some(why),
+        }
+    }
+
+    /// Cached routes (exceptions not counted).
+    pub fn cached(&self) -> usize {
+        self.entries.values().filter(|n| n.is_cached()).count()
+    }
+}
+
+/// One cache entry as status and the API show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NextHopEntry {
+    pub dst: IpNet,
+    /// `None`: an exception, the FIB decides.
+    pub ifindex: Option<u32>,
+    pub mtu: u32,
+    pub smac: String,
+    pub dmac: String,
+}
+
+impl NextHopEntry {
+    pub fn new(dst: IpNet, nh: &NextHop) -> Self {
+        let mac = |m: &[u8; 6]| {
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        Self {
+            dst,
+            ifindex: nh.is_cached().then_some(nh.ifindex),
+            mtu: nh.mtu,
+            smac: mac(&nh.smac),
+            dmac: mac(&nh.dmac),
+        }
+    }
+}
+
+/// The cache entries for `cluster` (the pod CIDRs) given what the kernel
+/// has. See the module's rules.
+pub fn plan(cluster: &[IpNet], obs: &Observed) -> Plan {
+    if !obs.default_rules {
+        return Plan::off("the node has policy routing rules beyond local/main/default");
+    }
+    if !obs.nic.up {
+        return Plan::off("the NIC is down");
+    }
+    let inside = |n: &IpNet| cluster.iter().any(|c| c.contains(n));
+    let local: Vec<&Route> = obs
+        .routes
+        .iter()
+        .filter(|r| r.table == TABLE_LOCAL)
+        .collect();
+    // The main table's routes by destination: the FIB uses the one of
+    // lowest priority; a tie (or a TOS route) is not ours to guess.
+    let mut main: BTreeMap<IpNet, Vec<&Route>> = BTreeMap::new();
+    for r in obs.routes.iter().filter(|r| r.table == TABLE_MAIN) {
+        if inside(&r.dst) {
+            main.entry(r.dst).or_default().push(r);
+        }
+    }
+    let mut cached: BTreeMap<IpNet, NextHop> = BTreeMap::new();
+    let mut exceptions: Vec<IpNet> = Vec::new();
+    for (dst, routes) in &main {
+        let best = routes.iter().min_by_key(|r| r.priority).copied();
+        let tie = routes
+            .iter()
+            .filter(|r| Some(r.priority) == best.map(|b| b.priority))
+            .count()
+            > 1;
+        let covered_by_local = local.iter().any(|l| l.dst.contains(dst));
+        match best.filter(|_| !tie && !covered_by_local && !routes.iter().any(|r| r.tos != 0)) {
+            Some(r) => match next_hop(r, obs) {
+                Some(nh) => {
+                    cached.insert(*dst, nh);
+                }
+                None => exceptions.push(*dst),
+            },
+            None => exceptions.push(*dst),
+        }
+    }
+    exceptions.extend(local.iter().map(|r| r.dst).filter(inside));
+    let mut entries = cached.clone();
+    for e in exceptions {
+        // Needed only where a cached route would otherwise answer.
+        if cached.keys().any(|c| c.contains(&e) && *c != e) {
+            entries.insert(e, NextHop::ASK_FIB);
+        }
+    }
+    if entries.len() > MAX_NEXT_HOPS as usize {
+        return Plan::off("more routes inside the pod CIDRs than the cache holds");
+    }
+    Plan {
+        entries,
+        disabled: None,
+    }
+}
+
+/// The next hop of a cacheable route, as `bpf_fib_lookup` would return it.
+fn next_hop(r: &Route, obs: &Observed) -> Option<NextHop> {
+    if !r.unicast || r.special || r.oif != Some(obs.nic.ifindex) {
+        return None;
+    }
+    let gw = r.gateway?;
+    if gw.is_ipv4() != r.dst.addr().is_ipv4() {
+        return None;
+    }
+    let n = obs
+        .neighbours
+        .iter()
+        .find(|n| n.ifindex == obs.nic.ifindex && n.addr == gw && n.valid)?;
+    let dmac = n.lladdr?;
+    Some(NextHop {
+        ifindex: obs.nic.ifindex,
+        mtu: r
+            .mtu
+            .filter(|m| *m > 0)
+            .map_or(obs.nic.mtu, |m| m.min(obs.nic.mtu)),
+        smac: obs.nic.mac,
+        dmac,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! What the attached programs cost per packet, from the kernel's bpf_stats:
+//! the run-time counters of every program on a node's ports, and
+//! `kernel.bpf_stats_enabled` turned on for a measurement and put back
+//! afterwards.
+//!
+//! While the sysctl is 1 the kernel reads the clock before and after every
+//! program run and adds the difference to the program's `run_time_ns`
+//! (`run_cnt` counts the runs). That costs a little on every run, so
+//! figures measured with it on include it.
+
+use std::io;
+
+use super::{status, sysctl, DataplaneError, NodeSpec};
+
+/// The sysctl that makes the kernel count program run time.
+pub const BPF_STATS_SYSCTL: &str = "kernel.bpf_stats_enabled";
+
+/// One program attached to a node's ports, and its counters at one instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramRun {
+    /// `from_nic` or `from_pod`.
+    pub hook: &'static str,
+    /// The kernel's id: a mode switch loads new programs with new ids.
+    pub program_id: u32,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
+/// Every program the kernel shows attached to the node's ports, once each:
+/// the kernel counts per program, and one program serves all the pod veths
+/// of a node. Call inside the node's namespace.
+pub fn node_program_runs(spec: &NodeSpec) -> Result<Vec<ProgramRun>, DataplaneError> {
+    let mut out: Vec<ProgramRun> = Vec::new();
+    for p in status(spec)? {
+        let (Some(program_id), Some(run)) = (p.program_id, p.run) else {
+            continue;
+        };
+        if out.iter().all(|r| r.program_id != program_id) {
+            out.push(ProgramRun {
+                hook: p.hook,
+                program_id,
+                run_time_ns: run.run_time_ns,
+                run_count: run.run_count,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpfStatsError {
+    #[error("reading {BPF_STATS_SYSCTL}: {source} (is /proc/sys mounted?)")]
+    Read {
+        #[source]
+        source: io::Error,
+    },
+    #[error("{source} (counting program run time needs root and a writable /proc/sys)")]
+    Enable {
+        #[source]
+        source: io::Error,
+    },
+    #[error("{source}: {BPF_STATS_SYSCTL} is still 1; put it back by hand: sysctl -w {BPF_STATS_SYSCTL}={previous}")]
+    Restore {
+        previous: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// `kernel.bpf_stats_enabled` held at 1 for as long as this lives: set if
+/// it was not, and then put back to the value found by [`BpfStats::restore`]
+/// or, on an early return, a panic or a dropped future (Ctrl-C), when
+/// dropped. A value of 1 found is left alone.
+///
+/// The sysctl is global (not per network namespace). A process killed
+/// before it puts the value back leaves it at 1.
+#[derive(Debug)]
+pub struct BpfStats {
+    previous: String,
+    /// This guard set the sysctl and has not put it back yet.
+    set: bool,
+}
+
+impl BpfStats {
+    /// The sysctl's value now: whether the kernel counts run time.
+    pub fn is_on() -> Result<bool, BpfStatsError> {
+        Ok(sysctl::get(BPF_STATS_SYSCTL).map_err(|source| BpfStatsError::Read { source })? != "0")
+    }
+
+    /// Turns counting on for the life of the returned guard.
+    pub fn enable() -> Result<Self, BpfStatsError> {
+        let previous =
+            sysctl::get(BPF_STATS_SYSCTL).map_err(|source| BpfStatsError::Read { source })?;
+        if previous != "0" {
+            return Ok(Self {
+                previous,
+                set: false,
+            });
+        }
+        sysctl::set(BPF_STATS_SYSCTL, "1").map_err(|source| BpfStatsError::Enable { source })?;
+        Ok(Self {
+            previous,
+            set: true,
+        })
+    }
+
+    /// The value found before [`BpfStats::enable`].
+    pub fn previous(&self) -> &str {
+        &self.previous
+    }
+
+    /// Whether this guard changed the sysctl (it was 0).
+    pub fn changed(&self) -> bool {
+        self.set
+    }
+
+    /// Puts the value found back now (nothing if it was 1 already).
+    pub fn restore(mut self) -> Result<(), BpfStatsError> {
+        self.put_back()
+    }
+
+    fn put_back(&mut self) -> Result<(), BpfStatsError> {
+        if !std::mem::take(&mut self.set) {
+            return Ok(());
+        }
+        sysctl::set(BPF_STATS_SYSCTL, &self.previous).map_err(|source| BpfStatsError::Restore {
+            previous: self.previous.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Err(e) = self.put_back() {
+            log::warn!("{e}");
+        }
+    }
+}
