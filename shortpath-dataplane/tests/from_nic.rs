@@ -6,7 +6,7 @@
 mod support;
 
 use shortpath_common::{
-    endpoint::{Endpoint, EndpointKey, FLAG_STACK_ONLY},
+    endpoint::{Endpoint, EndpointKey, FLAG_SENT_TO_STACK, FLAG_STACK_ONLY},
     mode::FastPath,
 };
 use shortpath_dataplane::{Hook, TcObject};
@@ -661,4 +661,63 @@ fn from_nic_hands_replies_of_flows_a_pod_sent_to_the_stack_to_the_stack() {
         assert!(wrong.is_empty(), "{mode:?}:\n{}", wrong.join("\n"));
         assert_eq!(counts(&obj, LO), expected, "{mode:?}");
     }
+}
+
+/// The stack-flow lookup is gated by the endpoint's `FLAG_SENT_TO_STACK`,
+/// which `from_pod` sets when the pod sends to the stack: a pod without it
+/// gets even a packet that matches a remembered flow on the fast path (no
+/// lookup), a pod with it gets the reply handed to the stack. So the flag,
+/// set by the program itself, is what makes Service replies safe.
+#[test]
+fn from_nic_looks_up_stack_flows_only_for_pods_that_sent_to_the_stack() {
+    root_or_skip!();
+    const TCP: u8 = 6;
+    let mut obj = client_object(FastPath::Peer);
+    let key = EndpointKey::v4(CLIENT4.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    let flags = |obj: &mut TcObject| obj.endpoints().unwrap().get(&key, 0).unwrap().flags;
+    assert_eq!(flags(&mut obj) & FLAG_SENT_TO_STACK, 0);
+    let reply = from_backend(false, TCP, CLIENT4, 40006).build();
+    assert_eq!(
+        nic(&mut obj, &reply).verdict,
+        TC_ACT_REDIRECT,
+        "no flow yet"
+    );
+
+    let request = to_service(false, TCP, 40006);
+    assert_passed_unchanged(
+        &run(&mut obj, Hook::FromPod, &request, SkbCtx::default()),
+        &request,
+    );
+    assert_ne!(
+        flags(&mut obj) & FLAG_SENT_TO_STACK,
+        0,
+        "from_pod marks the pod"
+    );
+    assert_eq!(
+        nic(&mut obj, &reply).verdict,
+        TC_ACT_OK,
+        "the reply meets the stack"
+    );
+
+    // The same remembered flow, the flag cleared: the lookup is skipped.
+    let mut ep = obj.endpoints().unwrap().get(&key, 0).unwrap();
+    ep.flags &= !FLAG_SENT_TO_STACK;
+    obj.endpoints().unwrap().insert(key, ep, 0).unwrap();
+    assert_eq!(
+        nic(&mut obj, &reply).verdict,
+        TC_ACT_REDIRECT,
+        "gated by the flag"
+    );
+    // The pod's next packet to the stack marks it again.
+    run(&mut obj, Hook::FromPod, &request, SkbCtx::default());
+    assert_eq!(nic(&mut obj, &reply).verdict, TC_ACT_OK);
+    let nic_counts = counts(&obj, LO);
+    assert_eq!(
+        (
+            nic_counts.get("redirect_peer"),
+            nic_counts.get("pass_stack_flow")
+        ),
+        (Some(&2), Some(&2)),
+        "{nic_counts:?}"
+    );
 }

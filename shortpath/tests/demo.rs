@@ -64,15 +64,15 @@ fn assert_nothing_left(lab: &str) {
 
 /// The counter columns of the table row for `node`, `hook` and the device
 /// label ending in `what` ("(NIC)", "(c1)"): redirect_peer,
-/// redirect_neigh, redirect, to the stack.
-fn counters(out: &str, node: &str, hook: &str, what: &str) -> [u64; 4] {
+/// redirect_cached, redirect_neigh, redirect, to the stack.
+fn counters(out: &str, node: &str, hook: &str, what: &str) -> [u64; 5] {
     let line = out
         .lines()
         .map(str::split_whitespace)
         .map(Iterator::collect::<Vec<_>>)
-        .find(|w| w.len() == 8 && w[0] == node && w[1] == hook && w[3] == what)
+        .find(|w| w.len() == 9 && w[0] == node && w[1] == hook && w[3] == what)
         .unwrap_or_else(|| panic!("no counters for {node} {hook} {what}:\n{out}"));
-    [4, 5, 6, 7].map(|i| line[i].parse().unwrap())
+    [4, 5, 6, 7, 8].map(|i| line[i].parse().unwrap())
 }
 
 #[test]
@@ -100,14 +100,15 @@ fn demo_shows_containers_on_the_fast_path_and_leaves_nothing() {
         out.contains("sent \"hello from c1\", got \"hello from c1\" back"),
         "{out}"
     );
-    // The fast path both ways: out of a pod with redirect_neigh/redirect,
+    // The fast path both ways: out of a pod from the next-hop cache or the
+    // FIB (redirect_cached, redirect_neigh, redirect),
     // into the pod on the other node with redirect_peer.
-    let [_, neigh, redirect, _] = counters(&out, "node-a", "from_pod", "(c1)");
-    assert!(neigh + redirect >= 6, "{out}");
+    let [_, cached, neigh, redirect, _] = counters(&out, "node-a", "from_pod", "(c1)");
+    assert!(cached + neigh + redirect >= 6, "{out}");
     let [peer, ..] = counters(&out, "node-b", "from_nic", "(NIC)");
     assert!(peer >= 6, "{out}");
-    let [_, neigh, redirect, _] = counters(&out, "node-b", "from_pod", "(c3)");
-    assert!(neigh + redirect >= 6, "{out}");
+    let [_, cached, neigh, redirect, _] = counters(&out, "node-b", "from_pod", "(c3)");
+    assert!(cached + neigh + redirect >= 6, "{out}");
     let [peer, ..] = counters(&out, "node-a", "from_nic", "(NIC)");
     assert!(peer >= 6, "{out}");
     assert!(out.contains("nothing left"), "{out}");

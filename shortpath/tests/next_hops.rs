@@ -160,3 +160,52 @@ fn the_agent_follows_a_gateway_mac_change_without_black_holing_after_it() {
     }
     assert_all_ok(&probe::probe_pair(a, b, 56, T));
 }
+
+/// A lab without agents fills the cache at every switch to a fast mode,
+/// having its nodes resolve each other first: from `lab up --mode peer`
+/// on, node-a's pods reach node-b's from the cache, both families, and
+/// `lab status` shows the entries the kernel holds.
+#[test]
+fn a_lab_without_agents_caches_the_routes_from_its_first_mode_switch() {
+    root_or_skip!();
+    let lab = TestLab::up_with("nhl", None, &["--mode", "peer"]);
+    let plan = lab.plan();
+    let nb = &plan.nodes[1];
+    let o = Command::new(common::BIN)
+        .args(["lab", "status", "--name", &lab.name, "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let node_a = v["dataplane"]["next_hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "node-a")
+        .unwrap_or_else(|| panic!("no node-a in {v}"));
+    for net in [
+        nb.pod_ipv4.unwrap().to_string(),
+        nb.pod_ipv6.unwrap().to_string(),
+    ] {
+        let e = node_a["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["dst"] == net.as_str())
+            .unwrap_or_else(|| panic!("{net} not cached: {node_a}"));
+        assert!(e["ifindex"].as_u64().is_some(), "{e}");
+        assert_eq!(e["dmac"], mac_of(&nb.netns, &nb.nic), "{e}");
+    }
+    let pods = lab.pod_endpoints();
+    assert_all_ok(&probe::probe_pair(&pods[0], &pods[1], 56, T));
+    let o = Command::new(common::BIN)
+        .args(["lab", "status", "--name", &lab.name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("NEXT HOP FOR"), "{text}");
+    let pod_a_line = text
+        .lines()
+        .find(|l| l.contains("from_pod") && l.contains(&format!("{}-node-a", lab.name)))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(pod_a_line.contains("redirect_cached="), "{pod_a_line}");
+}

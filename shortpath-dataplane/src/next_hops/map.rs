@@ -80,3 +80,19 @@ pub fn read<T: std::borrow::Borrow<MapData>>(
         .map(|(n, nh)| NextHopEntry::new(*n, nh))
         .collect())
 }
+
+/// The cache of a node as the kernel holds it (the pinned map), empty when
+/// the node has no pins yet.
+pub fn read_pinned(spec: &crate::NodeSpec) -> Result<Vec<NextHopEntry>, DataplaneError> {
+    let Some(pins) = crate::NodePins::existing(&spec.pin_root, &spec.node)? else {
+        return Ok(Vec::new());
+    };
+    let path = pins.maps().join(MAP_NEXT_HOPS);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
+    let map = NextHopMap::try_from(aya::maps::Map::LpmTrie(md))
+        .map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
+    read(&map)
+}

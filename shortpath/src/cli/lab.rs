@@ -293,6 +293,25 @@ fn status_text(inv: &Inventory, dp: &DataplaneStatus) -> String {
             out += "NS/PKT needs kernel.bpf_stats_enabled=1 (sysctl -w kernel.bpf_stats_enabled=1; it costs a little per packet)\n";
         }
     }
+    if dp.next_hops.iter().any(|n| !n.entries.is_empty()) {
+        out.push('\n');
+        let mut t = Table::new(["NODE", "NEXT HOP FOR", "VIA", "DST MAC", "SRC MAC", "MTU"]);
+        for n in &dp.next_hops {
+            for e in &n.entries {
+                let (via, dmac, smac, mtu) = match e.ifindex {
+                    Some(i) => (
+                        i.to_string(),
+                        e.dmac.clone(),
+                        e.smac.clone(),
+                        e.mtu.to_string(),
+                    ),
+                    None => ("ask the FIB".to_owned(), "-".into(), "-".into(), "-".into()),
+                };
+                t.row([n.node.clone(), e.dst.to_string(), via, dmac, smac, mtu]);
+            }
+        }
+        out += &t.to_string();
+    }
     if let Some(agents) = &dp.agents {
         out.push('\n');
         let mut t = Table::new(["AGENT", "STATE", "PID", "ENDPOINTS", "SOCKET"]);

@@ -185,6 +185,9 @@ async fn apply_each(
     attach: AttachKind,
 ) -> Result<(), ControlError> {
     let lab = lock.lab();
+    if mode != Mode::Bridge {
+        resolve_gateways(inv).await;
+    }
     for (i, node) in inv.nodes.iter().enumerate() {
         if i > 0 {
             fault::point("mode-between-nodes").await?;
@@ -203,6 +206,29 @@ async fn apply_each(
             })?;
     }
     Ok(())
+}
+
+/// Has every node resolve the other nodes' NIC addresses (the lab's
+/// gateways) with a ping, so that `dataplane::apply` finds their neighbour
+/// entries and caches the routes through them. A lab without agents has
+/// nobody to fill the next-hop cache later (the agents follow neighbour
+/// events). A gateway that does not answer only leaves its routes to the
+/// FIB.
+async fn resolve_gateways(inv: &Inventory) {
+    let mut pings = Vec::new();
+    for from in &inv.nodes {
+        for to in inv.nodes.iter().filter(|n| n.name != from.name) {
+            for addr in [to.nic.ipv4, to.nic.ipv6].into_iter().flatten() {
+                pings.push((Netns::new(&from.netns), addr));
+            }
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for (ns, addr) in pings {
+            let _ = crate::probe::ping(&ns, addr, 0, std::time::Duration::from_millis(300));
+        }
+    })
+    .await;
 }
 
 /// The mode the kernel runs, read from what is attached to every port.
@@ -257,18 +283,32 @@ pub struct DataplaneStatus {
     pub drift: Option<String>,
     /// Every port, with what the kernel has attached and the counters.
     pub programs: Vec<ProgramStatus>,
+    /// Each node's next-hop cache, from its pinned map.
+    pub next_hops: Vec<NodeNextHops>,
     /// Each node's agent, when the lab runs agents.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agents: Option<Vec<agents::AgentStatus>>,
 }
 
+/// One node's next-hop cache as the kernel holds it.
+#[derive(Debug, Serialize)]
+pub struct NodeNextHops {
+    pub node: String,
+    pub entries: Vec<dataplane::next_hops::NextHopEntry>,
+}
+
 pub async fn status(inv: &Inventory) -> Result<DataplaneStatus, ControlError> {
     let recorded = recorded(&inv.name)?;
     let mut programs = Vec::new();
+    let mut next_hops = Vec::new();
     for node in &inv.nodes {
         let spec = inv
             .dataplane_spec(&node.name)
             .expect("inventory lists the node");
+        next_hops.push(NodeNextHops {
+            node: node.name.to_string(),
+            entries: dataplane::next_hops::read_pinned(&spec)?,
+        });
         let ns = Netns::new(&spec.netns);
         programs.extend(
             netns::run_in(&ns, move || dataplane::status(&spec))
@@ -284,6 +324,7 @@ pub async fn status(inv: &Inventory) -> Result<DataplaneStatus, ControlError> {
         recorded,
         drift,
         programs,
+        next_hops,
         agents: agents::status(inv).await,
     })
 }

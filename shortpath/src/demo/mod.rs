@@ -30,7 +30,12 @@ use crate::{
 pub const ECHO_PORT: u16 = 7777;
 const PINGS: &str = "3";
 /// The redirects the counters show, in the order of the table.
-const REDIRECTS: [&str; 3] = ["redirect_peer", "redirect_neigh", "redirect"];
+const REDIRECTS: [&str; 4] = [
+    "redirect_peer",
+    "redirect_cached",
+    "redirect_neigh",
+    "redirect",
+];
 
 /// A container of the demo.
 struct Container {
@@ -311,6 +316,7 @@ pub async fn run(lock: &LabLock, keep: bool) -> anyhow::Result<Outcome> {
         "HOOK",
         "DEVICE",
         "REDIRECT_PEER",
+        "REDIRECT_CACHED",
         "REDIRECT_NEIGH",
         "REDIRECT",
         "TO THE STACK",
@@ -350,7 +356,7 @@ pub async fn run(lock: &LabLock, keep: bool) -> anyhow::Result<Outcome> {
             .map(|r| d.and_then(|d| d.get(*r)).copied().unwrap_or(0))
             .sum()
     };
-    const OUT: &[&str] = &["redirect_neigh", "redirect"];
+    const OUT: &[&str] = &["redirect_cached", "redirect_neigh", "redirect"];
     const IN: &[&str] = &["redirect_peer"];
     let fast = [
         get("node-a", "c1", OUT),
@@ -359,7 +365,7 @@ pub async fn run(lock: &LabLock, keep: bool) -> anyhow::Result<Outcome> {
         get("node-a", "nic", IN),
     ];
     say!(
-        "   c1 → c3: node-a's from_pod sent {} packets of c1 straight out of the NIC (redirect_neigh, redirect); node-b's from_nic put {} straight into c3 (redirect_peer).",
+        "   c1 → c3: node-a's from_pod sent {} packets of c1 straight out of the NIC (redirect_cached, redirect_neigh, redirect); node-b's from_nic put {} straight into c3 (redirect_peer).",
         fast[0],
         fast[1]
     );
