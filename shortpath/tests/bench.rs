@@ -14,6 +14,7 @@ use common::{
     TestLab,
 };
 use serde_json::Value;
+use shortpath::dataplane::synthetic;
 
 /// Every bench sets the machine-wide `kernel.bpf_stats_enabled` for its
 /// run: the test that checks the sysctl runs alone (write), the others
@@ -197,8 +198,13 @@ fn report_writes_markdown_plots_and_json_and_cleans_up() {
         "0.2",
         "--rounds",
         "1",
+        "--scale-endpoints",
+        "1,1000",
+        "--scale-duration",
+        "0.3",
     ]));
     assert!(stdout(&o).contains("PEER"));
+    assert!(stdout(&o).contains("@1,000 VS @1"), "{}", stdout(&o));
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for s in [
         "What each mode skips",
@@ -208,6 +214,10 @@ fn report_writes_markdown_plots_and_json_and_cleans_up() {
         "P99.9",
         "Program cost (bpf_stats)",
         "FROM_NIC NS/PKT",
+        "## Cost against the number of endpoints",
+        "| FIGURE | SOURCE | UNIT | @1 | @1,000 | @1,000 VS @1 |",
+        "](scale.svg)",
+        "scale.json",
     ] {
         assert!(md.contains(s), "report.md lacks {s:?}");
     }
@@ -226,10 +236,70 @@ fn report_writes_markdown_plots_and_json_and_cleans_up() {
         }
     }
     assert!(cdf.contains("cut at the largest p99.9"));
+    check_scale(&out);
     assert!(
         namespaces_of(&name).is_empty(),
         "report left its lab behind"
     );
+}
+
+/// The report's scale section at 1 and 1000 endpoints: a bench per size
+/// with the maps at that size, prog-bench at both, the plotted lines.
+#[track_caller]
+fn check_scale(out: &std::path::Path) {
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    assert_eq!(v["params"]["endpoints"], serde_json::json!([1, 1000]));
+    let elapsed = v["elapsed_s"].as_f64().unwrap();
+    assert!(elapsed > 0.0 && elapsed < 90.0, "{elapsed}");
+    for (i, asked) in [1, 1000].into_iter().enumerate() {
+        let b = &v["bench"][i];
+        let e = &b["params"]["endpoints"];
+        assert_eq!(e["asked"], asked, "{e}");
+        for n in e["nodes"].as_array().unwrap() {
+            let real = n["real"].as_u64().unwrap();
+            assert_eq!(n["entries"].as_u64().unwrap(), real.max(asked), "{e}");
+        }
+        assert_eq!(e["nodes"].as_array().unwrap().len(), 2, "{e}");
+        for test in ["udp_rr", "udp_pps"] {
+            let s = &b["summary"]["peer"][test];
+            assert!(s["value"].as_f64().unwrap() > 0.0, "{s}");
+            for hook in ["from_nic", "from_pod"] {
+                let ns = &s["programs"][hook]["ns_per_packet"];
+                assert!(ns.as_f64().is_some_and(|n| n > 0.0), "{test} {hook}: {s}");
+            }
+        }
+    }
+    let sizes: Vec<u64> = v["prog_bench"]["cases"][0]["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["endpoints"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [1, 1000]);
+    let series = v["series"].as_array().unwrap();
+    for (program, source, packet) in [
+        ("from_nic", "bpf_stats", Value::Null),
+        ("from_pod", "bpf_stats", Value::Null),
+        ("from_nic", "prog_bench", "v4 to a local pod".into()),
+        ("from_pod", "prog_bench", "v4 to a remote pod".into()),
+    ] {
+        let s = series
+            .iter()
+            .find(|s| s["program"] == program && s["source"] == source && s["packet"] == packet)
+            .unwrap_or_else(|| panic!("no series {program} {source} {packet}: {series:?}"));
+        let points = s["points"].as_array().unwrap();
+        assert_eq!(points.len(), 2, "{s}");
+        assert!(
+            points
+                .iter()
+                .all(|p| p["ns_per_packet"].as_f64().is_some_and(|n| n > 0.0)),
+            "{s}"
+        );
+    }
+    let svg = std::fs::read_to_string(out.join("scale.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), series.len());
+    assert!(svg.contains(">1,000</text>") && svg.contains("from_nic, bpf_stats (live)"));
 }
 
 /// The bench of `args` on `lab`, peer mode, short: its JSON and output.
@@ -365,13 +435,7 @@ fn bench_counts_program_cost_with_bpf_stats_and_puts_the_sysctl_back() {
     }
     assert_eq!(bpf_stats(), "1", "bench never set the sysctl");
     std::thread::sleep(Duration::from_millis(500));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::SIGINT,
-    )
-    .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let o = interrupt(child);
     assert_eq!(
         bpf_stats(),
         "0",
@@ -379,4 +443,178 @@ fn bench_counts_program_cost_with_bpf_stats_and_puts_the_sysctl_back() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("put back to 0"), "{}", stderr(&o));
+}
+
+/// (node, real, synthetic) of every node's pinned endpoint map.
+/// Ctrl-C to a running bench: it must stop with 130 (interrupted).
+fn interrupt(child: std::process::Child) -> std::process::Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    o
+}
+
+fn endpoint_maps(lab: &TestLab) -> Vec<(String, usize, usize)> {
+    let plan = lab.plan();
+    let root = shortpath::lab::pin_root(&plan.name);
+    plan.nodes
+        .iter()
+        .map(|n| {
+            let map = synthetic::open_pinned(&root, &n.name)
+                .expect("open the pinned endpoint map")
+                .expect("a lab in peer mode has a pinned endpoint map");
+            let c = synthetic::census(&map).expect("read the endpoint map");
+            (n.name.to_string(), c.real, c.synthetic.len())
+        })
+        .collect()
+}
+
+/// Polls the maps until `child` exits; returns the most entries (real +
+/// synthetic) each node's map held meanwhile, and the child's output.
+fn watch_maps(lab: &TestLab, child: std::process::Child) -> (Vec<usize>, std::process::Output) {
+    let mut most = vec![0; lab.plan().nodes.len()];
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        for (m, (_, real, synth)) in most.iter_mut().zip(endpoint_maps(lab)) {
+            *m = (*m).max(real + synth);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (most, child.wait_with_output().unwrap())
+}
+
+/// `bench --endpoints 2000`: every node's map holds 2000 entries while the
+/// bench measures (seen from outside and in the JSON) and only its real
+/// ones afterwards — also after a Ctrl-C; a size above the map's is
+/// refused before anything changes.
+#[test]
+fn bench_fills_the_endpoint_maps_for_the_run_and_empties_them_after() {
+    root_or_skip!();
+    let _together = SYSCTL.read().unwrap_or_else(|e| e.into_inner());
+    let lab = TestLab::up_with("be", None, &["--mode", "peer"]);
+    let before = endpoint_maps(&lab);
+    assert!(
+        before
+            .iter()
+            .all(|(_, real, synth)| *real >= 2 && *synth == 0),
+        "{before:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let bench = |secs: &str, rounds: &str, json: Option<&std::path::Path>| {
+        let mut args = vec![
+            "bench",
+            "--name",
+            &lab.name,
+            "--modes",
+            "peer",
+            "--tests",
+            "udp_rr",
+            "--duration",
+            secs,
+            "--warmup",
+            "0.1",
+            "--rounds",
+            rounds,
+            "--endpoints",
+            "2000",
+        ];
+        let path = json.map(|p| p.to_str().unwrap().to_owned());
+        if let Some(p) = &path {
+            args.extend(["--json", p]);
+        }
+        spawn_shortpath(&args, &[])
+    };
+
+    let (most, o) = watch_maps(&lab, bench("0.5", "2", Some(&json)));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        most,
+        vec![2000; before.len()],
+        "what the maps held during the run"
+    );
+    assert_eq!(
+        endpoint_maps(&lab),
+        before,
+        "synthetic entries left after the run"
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let e = &v["params"]["endpoints"];
+    assert_eq!(e["asked"], 2000, "{e}");
+    let nodes = e["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), before.len(), "{e}");
+    for ((node, real, _), n) in before.iter().zip(nodes) {
+        assert_eq!(n["node"], node.as_str(), "{e}");
+        assert_eq!(n["entries"], 2000, "{e}");
+        assert_eq!(n["real"], *real, "{e}");
+        assert_eq!(n["synthetic"], 2000 - real, "{e}");
+    }
+    let synthetic: usize = before.iter().map(|(_, real, _)| 2000 - real).sum();
+    assert_eq!(e["removed"], synthetic, "{e}");
+    assert!(
+        stdout(&o).contains("Endpoint maps: 2000 entries asked"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(v["summary"]["peer"]["udp_rr"]["value"].as_f64().unwrap() > 0.0);
+
+    // Ctrl-C while the maps are full: emptied too.
+    let child = bench("2", "5", None);
+    let start = Instant::now();
+    while endpoint_maps(&lab).iter().any(|(_, r, s)| r + s != 2000) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the bench never filled the maps: {:?}",
+            endpoint_maps(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let o = interrupt(child);
+    assert_eq!(
+        endpoint_maps(&lab),
+        before,
+        "an interrupted bench left synthetic entries: {}",
+        stderr(&o)
+    );
+
+    // Something else changes a map during the run: the bench fails,
+    // saying so, and the maps are emptied all the same.
+    let child = bench("1", "3", None);
+    let start = Instant::now();
+    while endpoint_maps(&lab).iter().any(|(_, r, s)| r + s != 2000) {
+        assert!(start.elapsed() < Duration::from_secs(20), "never filled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let plan = lab.plan();
+    let root = shortpath::lab::pin_root(&plan.name);
+    let mut map = synthetic::open_pinned(&root, &plan.nodes[0].name)
+        .unwrap()
+        .unwrap();
+    let one = *synthetic::census(&map).unwrap().synthetic.last().unwrap();
+    map.remove(&synthetic::key(one)).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("held 1999 entries after peer udp_rr, not the 2000"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        endpoint_maps(&lab),
+        before,
+        "a failed bench left synthetic entries: {}",
+        stderr(&o)
+    );
+
+    // More than the map takes: refused, nothing changed.
+    let o = shortpath(&["bench", "--name", &lab.name, "--endpoints", "16385"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--endpoints 16385"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 16384"), "{}", stderr(&o));
+    assert_eq!(endpoint_maps(&lab), before);
 }

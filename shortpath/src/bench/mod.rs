@@ -9,6 +9,8 @@ pub mod plot;
 pub mod prog;
 mod result;
 mod run;
+pub mod scale;
+pub mod scale_plot;
 pub mod stats;
 mod table;
 
@@ -23,6 +25,7 @@ pub use result::{
     BenchResult, BpfStatsRun, BpfStatsSetting, Machine, Params, RoundResult, Summary,
 };
 pub use run::{run, BenchConfig, Progress};
+pub use table::endpoints_note;
 pub use table::{bpf_stats_note, human, latency_table, program_table, summary_table};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,25 @@ pub enum BenchError {
         node: String,
         #[source]
         source: Box<crate::dataplane::DataplaneError>,
+    },
+    #[error(
+        "lab {lab}, node {node}: the endpoint map (--endpoints): {source} (run without --endpoints, or check the lab with `shortpath lab status --name {lab}`)"
+    )]
+    Endpoints {
+        lab: String,
+        node: String,
+        #[source]
+        source: Box<crate::dataplane::synthetic::SyntheticError>,
+    },
+    #[error(
+        "lab {lab}, node {node}: the endpoint map held {now} entries after {after}, not the {held} the bench filled it to: something rewrote it during the run (an agent, another command?); run the bench again while nothing else changes the lab"
+    )]
+    EndpointsChanged {
+        lab: String,
+        node: String,
+        after: String,
+        held: usize,
+        now: usize,
     },
     #[error("{mode} {test}: {source}")]
     Test {

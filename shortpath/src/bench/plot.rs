@@ -20,7 +20,7 @@ pub fn color(series: &str) -> &'static str {
     }
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -37,7 +37,7 @@ fn header(title: &str) -> String {
 }
 
 /// A "nice" axis maximum ≥ `v`.
-fn nice_max(v: f64) -> f64 {
+pub(super) fn nice_max(v: f64) -> f64 {
     if v <= 0.0 || !v.is_finite() {
         return 1.0;
     }

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::{
+    scale::EndpointsRun,
     stats::{self, ProgramCosts},
     BenchMode, PathKind, Test,
 };
@@ -52,6 +53,9 @@ pub struct Params {
     pub rounds: usize,
     pub streams: usize,
     pub cpus: Option<(usize, usize)>,
+    /// `--endpoints`: the size asked and what each node's endpoint map
+    /// held; `null` when the maps were left as they were.
+    pub endpoints: Option<EndpointsRun>,
 }
 
 /// One raw figure.
@@ -263,6 +267,7 @@ mod tests {
             rounds: 3,
             streams: 1,
             cpus: None,
+            endpoints: None,
         };
         let mut rounds = Vec::new();
         for (i, (b, p, h)) in [(10.0, 20.0, 40.0), (12.0, 18.0, 44.0), (11.0, 30.0, 42.0)]
@@ -319,6 +324,11 @@ mod tests {
         assert_eq!(v["rounds"][0]["mode"], "bridge");
         assert!(v["machine"]["cores"].as_u64().unwrap() >= 1);
         assert_eq!(v["params"]["rounds"], 3);
+        assert!(
+            v["params"].get("endpoints").is_some_and(|e| e.is_null()),
+            "params.endpoints is always there, null without --endpoints: {}",
+            v["params"]
+        );
 
         // Program cost: total time over total packets of all rounds
         // (40·1000 + 30·2000 + 20·5000) / 8000, not the median 30.

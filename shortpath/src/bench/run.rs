@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use super::{
     load::{self, LoadOptions, Target, Test},
     result::{BenchResult, BpfStatsRun, Machine, Params, RoundResult},
+    scale::EndpointFill,
     stats::{self, ProgramCosts},
     BenchError, BenchMode, PathKind,
 };
@@ -35,6 +36,9 @@ pub struct BenchConfig {
     /// measurement of a mode with programs reads their counters before
     /// and after.
     pub bpf_stats: BpfStatsRun,
+    /// Entries every node's endpoint map holds during the measurements
+    /// (real + synthetic); `None`: the maps are left as they are.
+    pub endpoints: Option<usize>,
 }
 
 impl BenchConfig {
@@ -103,7 +107,9 @@ fn targets(inv: &Inventory, path: PathKind) -> Result<(Target, Target), BenchErr
 
 /// Runs the benchmark, switching modes as the holder of the lab's lock.
 /// Putting the lab back in its mode is the caller's (see the CLI's
-/// session), so an interrupted run is put back too.
+/// session), so an interrupted run is put back too. With
+/// `cfg.endpoints`, the synthetic entries go before this returns, and
+/// when it is dropped unfinished.
 pub async fn run(
     cfg: &BenchConfig,
     lock: &LabLock,
@@ -114,7 +120,9 @@ pub async fn run(
         .await
         .map_err(control::ControlError::from)?;
     let (pod, host) = targets(&inv, cfg.path)?;
-    let (rounds, hists) = measure(cfg, lock, &inv, &pod, &host, progress).await?;
+    let mut fill = cfg.endpoints.map(|n| EndpointFill::new(&inv, n));
+    let (rounds, hists) = measure(cfg, lock, &inv, &pod, &host, &mut fill, progress).await?;
+    let endpoints = fill.map(EndpointFill::finish).transpose()?;
     let params = Params {
         lab: cfg.lab.to_string(),
         path: cfg.path,
@@ -126,6 +134,7 @@ pub async fn run(
         rounds: cfg.rounds,
         streams: cfg.streams,
         cpus: cfg.cpus,
+        endpoints,
     };
     Ok(BenchResult::summarize(
         Machine::current(),
@@ -147,6 +156,7 @@ async fn measure(
     inv: &Inventory,
     pod: &Target,
     host: &Target,
+    fill: &mut Option<EndpointFill>,
     progress: &dyn Progress,
 ) -> Result<Measured, BenchError> {
     let mut rounds = Vec::new();
@@ -157,6 +167,11 @@ async fn measure(
             if current != Some(mode.dataplane()) {
                 control::set_mode(lock, mode.dataplane(), None).await?;
                 current = Some(mode.dataplane());
+                // A switch to a fast mode rewrites the maps with the real
+                // endpoints only.
+                if let Some(f) = fill.as_mut() {
+                    f.fill()?;
+                }
             }
             let target = if mode == BenchMode::Host { host } else { pod };
             for &test in &cfg.tests {
@@ -181,6 +196,9 @@ async fn measure(
                     Some(b) => stats::program_costs(&b, &program_runs(inv).await.map_err(wrap)?),
                     None => ProgramCosts::new(),
                 };
+                if let Some(f) = fill.as_ref() {
+                    f.verify(&format!("{mode} {}", test.name()))?;
+                }
                 let latency = s.latency.as_ref().and_then(stats::percentiles);
                 if let Some(h) = s.latency {
                     match hists.get_mut(&(mode, test)) {

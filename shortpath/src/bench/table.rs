@@ -128,6 +128,33 @@ pub fn bpf_stats_note(r: &BenchResult) -> String {
     }
 }
 
+/// What `--endpoints` put in the maps, or `None` without it.
+pub fn endpoints_note(r: &BenchResult) -> Option<String> {
+    let e = r.params.endpoints.as_ref()?;
+    if e.nodes.is_empty() {
+        return Some(format!(
+            "Endpoint maps: {} entries asked, but no node had a pinned endpoint map (no mode with programs ran): nothing was filled.",
+            e.asked
+        ));
+    }
+    let nodes: Vec<String> = e
+        .nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "{} held {} ({} real, {} synthetic)",
+                n.node, n.held.entries, n.held.real, n.held.synthetic
+            )
+        })
+        .collect();
+    Some(format!(
+        "Endpoint maps: {} entries asked; during the measurements {}. The {} synthetic entries were removed after the run.",
+        e.asked,
+        nodes.join(", "),
+        e.removed
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::human;

@@ -65,6 +65,11 @@ pub struct BenchArgs {
     /// the run and put back after, to measure the programs' ns/packet).
     #[arg(long)]
     pub no_bpf_stats: bool,
+    /// Fill every node's endpoint map with synthetic entries (stack-only,
+    /// benchmarking addresses) up to N entries in total for the run; they
+    /// are removed afterwards. Default: the maps are left as they are.
+    #[arg(long, value_name = "N")]
+    pub endpoints: Option<usize>,
 }
 
 impl BenchArgs {
@@ -81,6 +86,9 @@ impl BenchArgs {
             [c, s] => Some((*c, *s)),
             _ => anyhow::bail!("--cpu takes one or two CPU numbers: client[,server]"),
         };
+        if let Some(n) = self.endpoints {
+            bench::scale::check_endpoints("--endpoints", n)?;
+        }
         Ok(BenchConfig {
             lab: lab.clone(),
             modes: self.modes.clone(),
@@ -93,6 +101,7 @@ impl BenchArgs {
             cpus,
             // Decided by `measure`, which holds the sysctl for the run.
             bpf_stats: BpfStatsRun::new(BpfStatsSetting::NotNeeded, None),
+            endpoints: self.endpoints,
         })
     }
 }
@@ -250,6 +259,10 @@ pub async fn run(args: BenchArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i3
             print!("{progs}");
         }
         println!("{}", bench::bpf_stats_note(&r));
+    }
+    if let Some(note) = bench::endpoints_note(&r) {
+        println!();
+        println!("{note}");
     }
     if let Some(p) = &args.json {
         std::fs::write(p, serde_json::to_string_pretty(&r)?)?;

@@ -1,6 +1,8 @@
 //! `shortpath report`: the article reproduced on this machine — a Markdown
 //! report with tables, ratios and SVG plots from one bench run and one
-//! trace run.
+//! trace run, and a scale section ([`scale`]).
+
+pub mod scale;
 
 use std::{
     fmt::Write as _,
@@ -140,11 +142,15 @@ fn trace_section(t: &TraceResult) -> String {
 /// Writes `dir/report.md` and the plots; returns the report's path.
 pub fn write(
     r: &BenchResult,
+    scale: Option<&scale::ScaleResult>,
     trace: Option<&TraceResult>,
     command: &str,
     dir: &Path,
 ) -> io::Result<PathBuf> {
     let mut plots = write_plots(r, dir)?;
+    if let Some(s) = scale {
+        plots.push(scale::write(s, dir)?);
+    }
     if let Some(t) = trace {
         plots.extend(write_trace_plots(t, dir)?);
     }
@@ -175,6 +181,9 @@ pub fn write(
     md.push('\n');
     md += &program_cost(r);
     md += &findings(r);
+    if let Some(s) = scale {
+        md += &scale::section(s);
+    }
     if let Some(t) = trace {
         md += &trace_section(t);
     }
@@ -186,7 +195,12 @@ pub fn write(
     }
     let _ = writeln!(
         md,
-        "## Raw figures\n\nEvery round of every mode and test is in the JSON written next to this report (`bench.json`; the trace in `trace.json`)."
+        "## Raw figures\n\nEvery round of every mode and test is in the JSON written next to this report (`bench.json`; the trace in `trace.json`{}).",
+        if scale.is_some() {
+            format!("; the scale section in `{}`", scale::JSON)
+        } else {
+            String::new()
+        }
     );
     let path = dir.join("report.md");
     std::fs::write(&path, md)?;
