@@ -155,7 +155,12 @@ impl Node {
         pod_cidrs::read(&self.pod_cidr_map()?)
     }
 
+    /// Writes the pod CIDR map. Cached routes outside the new CIDRs go
+    /// first: a cached route is forwarded without the pod CIDR check, so
+    /// the cache must never hold what the pod CIDR map no longer does.
+    /// (New CIDRs get their routes cached by the next sync.)
     fn write_cluster_cidrs(&self) -> Result<(), DataplaneError> {
+        next_hops::prune(&mut self.next_hop_map()?, &self.cluster_cidrs)?;
         pod_cidrs::sync(&mut self.pod_cidr_map()?, &self.cluster_cidrs).map(|_| ())
     }
 

@@ -71,6 +71,28 @@ pub fn sync<T: BorrowMut<MapData>>(
     Ok((written, removed))
 }
 
+/// Removes the entries (routes and exceptions alike) outside every network
+/// of `cluster`; returns how many went.
+pub fn prune<T: BorrowMut<MapData>>(
+    map: &mut NextHopMap<T>,
+    cluster: &[IpNet],
+) -> Result<usize, DataplaneError> {
+    let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
+    let mut removed = 0;
+    for n in entries(map)?
+        .into_keys()
+        .filter(|n| !cluster.iter().any(|c| c.contains(n)))
+    {
+        match map.remove(&to_aya(&n)) {
+            Ok(()) => removed += 1,
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(removed)
+}
+
 /// The entries the map holds, sorted by destination.
 pub fn read<T: std::borrow::Borrow<MapData>>(
     map: &NextHopMap<T>,

@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 
 use super::plot::{esc, nice_max};
 
-const W: f64 = 720.0;
+const W: f64 = 780.0;
 const H: f64 = 380.0;
 const L: f64 = 70.0; // left margin
-const R: f64 = 230.0; // right margin (legend)
+const R: f64 = 290.0; // right margin (legend)
 const T: f64 = 40.0;
 const B: f64 = 50.0;
 
