@@ -282,19 +282,22 @@ pub fn ipv4_fast_path(ip: &Ipv4Hdr) -> Result<(), Reason> {
 }
 
 /// Whether the 20-byte IPv4 header (no options) checksums to zero.
+///
+/// The one's complement sum is taken over the header's ten 16-bit words
+/// as they lie in memory (native order, no byte swaps): the sum in the
+/// other byte order is the byte swap of this one, and 0xffff is its own
+/// swap (RFC 1071, "byte order independence").
 #[inline(always)]
 pub fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
-    let w = |b: [u8; 2]| u16::from_be_bytes(b) as u32;
-    let mut sum = w([ip.version_ihl, ip.tos])
-        + w(ip.tot_len)
-        + w(ip.id)
-        + w(ip.frag_off)
-        + w([ip.ttl, ip.protocol])
-        + w(ip.check)
-        + w([ip.saddr[0], ip.saddr[1]])
-        + w([ip.saddr[2], ip.saddr[3]])
-        + w([ip.daddr[0], ip.daddr[1]])
-        + w([ip.daddr[2], ip.daddr[3]]);
+    let words = ip as *const Ipv4Hdr as *const u16;
+    let mut sum: u32 = 0;
+    let mut i = 0;
+    while i < 10 {
+        // SAFETY: `ip` is a bounds-checked 20-byte header; the words are
+        // read unaligned (the header follows a 14-byte Ethernet header).
+        sum += u32::from(unsafe { core::ptr::read_unaligned(words.add(i)) });
+        i += 1;
+    }
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum == 0xffff
