@@ -345,9 +345,11 @@ impl RunStats {
 /// counters. Call inside the node namespace.
 pub fn status(spec: &NodeSpec) -> Result<Vec<ProgramStatus>, DataplaneError> {
     let pins = NodePins::existing(&spec.pin_root, &spec.node)?;
-    let counts = match &pins {
-        Some(p) => counters::CounterMaps::pinned(&p.maps())?.read()?,
-        None => Default::default(),
+    // A node whose maps are not (all) pinned yet — a first switch killed
+    // half-way — has no counters to show; the next switch pins them.
+    let counts = match pins.as_ref().map(|p| counters::CounterMaps::pinned(&p.maps())) {
+        Some(Ok(maps)) => maps.read()?,
+        _ => Default::default(),
     };
     let mut out = Vec::new();
     let links = kernel::Links::read(&spec.netns)?;
