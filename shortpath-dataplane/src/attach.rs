@@ -347,7 +347,10 @@ pub fn status(spec: &NodeSpec) -> Result<Vec<ProgramStatus>, DataplaneError> {
     let pins = NodePins::existing(&spec.pin_root, &spec.node)?;
     // A node whose maps are not (all) pinned yet — a first switch killed
     // half-way — has no counters to show; the next switch pins them.
-    let counts = match pins.as_ref().map(|p| counters::CounterMaps::pinned(&p.maps())) {
+    let counts = match pins
+        .as_ref()
+        .map(|p| counters::CounterMaps::pinned(&p.maps()))
+    {
         Some(Ok(maps)) => maps.read()?,
         _ => Default::default(),
     };
