@@ -172,53 +172,66 @@ pub fn delete_filter(filter: &BpfFilter) -> io::Result<()> {
     }
 }
 
-/// Every route of every table, both families (a dump of the calling
-/// thread's namespace).
-pub fn routes() -> io::Result<Vec<netlink_packet_route::route::RouteMessage>> {
+/// A dump of both families: `ask` builds the request for one, `pick`
+/// keeps the replies wanted (in the calling thread's namespace).
+fn dump_both<T>(
+    ask: impl Fn(AddressFamily) -> RouteNetlinkMessage,
+    pick: impl Fn(RouteNetlinkMessage) -> Option<T>,
+) -> io::Result<Vec<T>> {
     let mut out = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let mut m = netlink_packet_route::route::RouteMessage::default();
-        m.header.address_family = family;
-        for r in request(RouteNetlinkMessage::GetRoute(m), NLM_F_REQUEST | NLM_F_DUMP)? {
-            if let RouteNetlinkMessage::NewRoute(r) = r {
-                out.push(r);
-            }
-        }
+        out.extend(
+            request(ask(family), NLM_F_REQUEST | NLM_F_DUMP)?
+                .into_iter()
+                .filter_map(&pick),
+        );
     }
     Ok(out)
+}
+
+/// Every route of every table, both families.
+pub fn routes() -> io::Result<Vec<netlink_packet_route::route::RouteMessage>> {
+    dump_both(
+        |family| {
+            let mut m = netlink_packet_route::route::RouteMessage::default();
+            m.header.address_family = family;
+            RouteNetlinkMessage::GetRoute(m)
+        },
+        |r| match r {
+            RouteNetlinkMessage::NewRoute(r) => Some(r),
+            _ => None,
+        },
+    )
 }
 
 /// Every neighbour entry, both families.
 pub fn neighbours() -> io::Result<Vec<netlink_packet_route::neighbour::NeighbourMessage>> {
-    let mut out = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let mut m = netlink_packet_route::neighbour::NeighbourMessage::default();
-        m.header.family = family;
-        for r in request(
-            RouteNetlinkMessage::GetNeighbour(m),
-            NLM_F_REQUEST | NLM_F_DUMP,
-        )? {
-            if let RouteNetlinkMessage::NewNeighbour(n) = r {
-                out.push(n);
-            }
-        }
-    }
-    Ok(out)
+    dump_both(
+        |family| {
+            let mut m = netlink_packet_route::neighbour::NeighbourMessage::default();
+            m.header.family = family;
+            RouteNetlinkMessage::GetNeighbour(m)
+        },
+        |r| match r {
+            RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+            _ => None,
+        },
+    )
 }
 
 /// Every policy routing rule, both families.
 pub fn rules() -> io::Result<Vec<netlink_packet_route::rule::RuleMessage>> {
-    let mut out = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let mut m = netlink_packet_route::rule::RuleMessage::default();
-        m.header.family = family;
-        for r in request(RouteNetlinkMessage::GetRule(m), NLM_F_REQUEST | NLM_F_DUMP)? {
-            if let RouteNetlinkMessage::NewRule(r) = r {
-                out.push(r);
-            }
-        }
-    }
-    Ok(out)
+    dump_both(
+        |family| {
+            let mut m = netlink_packet_route::rule::RuleMessage::default();
+            m.header.family = family;
+            RouteNetlinkMessage::GetRule(m)
+        },
+        |r| match r {
+            RouteNetlinkMessage::NewRule(r) => Some(r),
+            _ => None,
+        },
+    )
 }
 
 /// The device `ifindex`.
