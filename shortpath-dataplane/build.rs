@@ -16,7 +16,11 @@ use std::{
 use anyhow::{bail, Context as _};
 
 /// The `[[bin]]`s of `shortpath-ebpf`: the names `src/object.rs` includes.
-const OBJECTS: [&str; 2] = ["shortpath-tc", "shortpath-trace"];
+const OBJECTS: [&str; 3] = ["shortpath-tc", "shortpath-trace", "shortpath-reference"];
+
+/// Architectures whose kernels have `CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS`:
+/// their verifier accepts unaligned packet loads and stores.
+const UNALIGNED_PACKET_ACCESS: [&str; 4] = ["x86_64", "aarch64", "powerpc64", "s390x"];
 
 const SETUP: &str =
     "run scripts/setup.sh (the pinned nightly with rust-src, and bpf-linker for its LLVM)";
@@ -56,12 +60,17 @@ fn build() -> anyhow::Result<()> {
     };
     let arch = env::var("CARGO_CFG_TARGET_ARCH").context("CARGO_CFG_TARGET_ARCH")?;
     // aya-ebpf picks its per-architecture definitions (pt_regs, ...) by this cfg.
-    let rustflags = [
-        &format!("--cfg=bpf_target_arch=\"{arch}\""),
-        "-Cdebuginfo=2",
-        "-Clink-arg=--btf",
-    ]
-    .join("\x1f");
+    let mut rustflags = vec![
+        format!("--cfg=bpf_target_arch=\"{arch}\""),
+        "-Cdebuginfo=2".to_owned(),
+        "-Clink-arg=--btf".to_owned(),
+    ];
+    // The programs then read packet words with one load each
+    // (shortpath-ebpf/src/load.rs).
+    if UNALIGNED_PACKET_ACCESS.contains(&arch.as_str()) {
+        rustflags.push("--cfg=unaligned_packet_access".to_owned());
+    }
+    let rustflags = rustflags.join("\x1f");
     // Its own target directory: the outer cargo holds the lock on ours.
     let target_dir = out_dir.join("ebpf-target");
 

@@ -25,6 +25,7 @@ pub mod object;
 mod pins;
 mod pod_cidrs;
 pub mod privileges;
+pub mod reference;
 mod run_stats;
 pub mod securefs;
 mod spec;

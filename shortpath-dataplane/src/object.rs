@@ -25,6 +25,11 @@ pub static TC_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 pub static TRACE_OBJECT: &[u8] =
     include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-trace"));
 
+/// The hand-written reference programs `shortpath prog-bench` compares
+/// with (`shortpath_ebpf::reference`).
+pub static REFERENCE_OBJECT: &[u8] =
+    include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-reference"));
+
 pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_DEVICE_COUNTERS: &str = "DEVICE_COUNTERS";

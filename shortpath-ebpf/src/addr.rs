@@ -1,28 +1,6 @@
 //! Address classes the programs decide on: who may be forwarded, who stays
 //! on the link, what no router forwards at all.
 
-use shortpath_common::endpoint::{EndpointKey, AF_INET};
-
-/// Multicast or broadcast destination (the stack owns those).
-#[inline(always)]
-pub fn is_multicast(key: &EndpointKey) -> bool {
-    if key.family == AF_INET {
-        key.addr[0] & 0xf0 == 0xe0 || key.addr[..4] == [255, 255, 255, 255]
-    } else {
-        is_v6_multicast(&key.addr)
-    }
-}
-
-/// Unspecified or link-local address: ND, DAD, DHCP — stack business.
-#[inline(always)]
-pub fn is_link_local_or_unspecified(key: &EndpointKey) -> bool {
-    if key.family == AF_INET {
-        key.addr[..4] == [0, 0, 0, 0] || (key.addr[0] == 169 && key.addr[1] == 254)
-    } else {
-        is_v6_link_local_or_unspecified(&key.addr)
-    }
-}
-
 /// fe80::/10 or ::.
 #[inline(always)]
 pub fn is_v6_link_local_or_unspecified(a: &[u8; 16]) -> bool {
@@ -43,13 +21,13 @@ pub fn is_v6_multicast(a: &[u8; 16]) -> bool {
 
 /// An IPv4 source no router forwards: this network (0/8), loopback
 /// (127/8), link-local (169.254/16), multicast (224/4), limited broadcast.
+/// `addr` in network order (as [`Ipv4Hdr::saddr`](crate::parse::Ipv4Hdr::saddr)
+/// reads it).
 #[inline(always)]
-pub fn is_martian_v4(a: [u8; 4]) -> bool {
-    a[0] == 0
-        || a[0] == 127
-        || (a[0] == 169 && a[1] == 254)
-        || a[0] & 0xf0 == 0xe0
-        || a == [255, 255, 255, 255]
+pub fn is_martian_v4(addr: u32) -> bool {
+    let a = u32::from_be(addr);
+    let first = a >> 24;
+    first == 0 || first == 127 || a >> 16 == 0xa9fe || a >> 28 == 0xe || a == u32::MAX
 }
 
 /// An IPv6 source no router forwards: unspecified, loopback, link-local,

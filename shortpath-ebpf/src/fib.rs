@@ -1,6 +1,6 @@
 //! Route lookups in the node's FIB with `bpf_fib_lookup`.
 
-use core::mem::size_of;
+use core::mem::{size_of, MaybeUninit};
 
 use aya_ebpf::{
     bindings::{
@@ -48,8 +48,8 @@ pub enum Fib {
 /// with mark 0; see docs/DATAPLANE.md.
 #[inline(always)]
 pub fn lookup(ctx: &TcContext, p: &Packet, iif: u32) -> Result<Fib, Reason> {
-    // SAFETY: plain-old-data struct, all-zero is a valid request.
-    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    let mut slot = MaybeUninit::uninit();
+    let params = zeroed(&mut slot);
     params.ifindex = iif;
     // SAFETY: headers were bounds-checked by `parse`; union fields are
     // written in the layout the kernel reads for the chosen family.
@@ -58,8 +58,8 @@ pub fn lookup(ctx: &TcContext, p: &Packet, iif: u32) -> Result<Fib, Reason> {
             Ip::V4(ip) => {
                 params.family = AF_INET;
                 params.__bindgen_anon_2.tos = (*ip).tos;
-                params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes((*ip).saddr);
-                params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes((*ip).daddr);
+                params.__bindgen_anon_3.ipv4_src = (*ip).saddr();
+                params.__bindgen_anon_4.ipv4_dst = (*ip).daddr();
             }
             Ip::V6(ip) => {
                 params.family = AF_INET6;
@@ -67,15 +67,15 @@ pub fn lookup(ctx: &TcContext, p: &Packet, iif: u32) -> Result<Fib, Reason> {
                 let w = (*ip).vtc_flow;
                 params.__bindgen_anon_2.flowinfo =
                     u32::from_ne_bytes([w[0] & 0x0f, w[1], w[2], w[3]]);
-                params.__bindgen_anon_3.ipv6_src = addr6((*ip).saddr);
-                params.__bindgen_anon_4.ipv6_dst = addr6((*ip).daddr);
+                params.__bindgen_anon_3.ipv6_src = (*ip).saddr();
+                params.__bindgen_anon_4.ipv6_dst = (*ip).daddr();
             }
         }
     }
     let rc = unsafe {
         fib_lookup_helper(
             ctx.skb.skb as *mut _,
-            &mut params,
+            params,
             size_of::<bpf_fib_lookup>() as i32,
             0,
         )
@@ -92,12 +92,37 @@ pub fn lookup(ctx: &TcContext, p: &Packet, iif: u32) -> Result<Fib, Reason> {
         }
         BPF_FIB_LKUP_RET_NO_NEIGH => Ok(Fib::NoNeigh {
             ifindex: params.ifindex,
-            params,
+            params: *params,
         }),
         BPF_FIB_LKUP_RET_NOT_FWDED => Err(Reason::PassFibLocal),
         BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Reason::PassFibFragNeeded),
         _ => Err(Reason::PassFibOther),
     }
+}
+
+/// An 8-byte aligned stack slot for a lookup request.
+#[repr(C, align(8))]
+struct ParamsSlot(bpf_fib_lookup);
+
+const WORDS: usize = size_of::<bpf_fib_lookup>() / 8;
+const _: () = assert!(size_of::<bpf_fib_lookup>().is_multiple_of(8));
+
+/// Zeroes the request in `slot`, in place, and returns it.
+///
+/// `core::mem::zeroed()` of the 64-byte struct (or any copy of a zeroed
+/// one) becomes a `memset` call, which the BPF backend emits as a call
+/// into a byte loop: some 330 instructions per lookup. Eight volatile
+/// word stores cannot be merged back into one.
+#[inline(always)]
+fn zeroed(slot: &mut MaybeUninit<ParamsSlot>) -> &mut bpf_fib_lookup {
+    let words = slot.as_mut_ptr() as *mut u64;
+    for i in 0..WORDS {
+        // SAFETY: `i` < WORDS words lie inside the aligned slot.
+        unsafe { words.add(i).write_volatile(0) };
+    }
+    // SAFETY: every byte was written; all-zero is a valid request
+    // (plain-old-data).
+    unsafe { &mut slot.assume_init_mut().0 }
 }
 
 /// Whether the packet fits a cached route's MTU: its length (L2 header
@@ -119,14 +144,4 @@ fn fits_egress_mtu(ctx: &TcContext, ifindex: u32) -> bool {
     // SAFETY: the program's own skb; `len` outlives the call.
     let rc = unsafe { bpf_check_mtu(ctx.skb.skb as *mut _, ifindex, &mut len, 0, 0) };
     rc != BPF_MTU_CHK_RET_FRAG_NEEDED as i64
-}
-
-#[inline(always)]
-fn addr6(a: [u8; 16]) -> [u32; 4] {
-    [
-        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
-        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
-    ]
 }

@@ -89,7 +89,7 @@ fn parse(ctx: &TcContext) -> Result<Packet, Reason> {
             if !parse::ipv4_checksum_ok(l3) {
                 return Err(Reason::PassBadChecksum);
             }
-            if addr::is_martian_v4(l3.saddr) {
+            if addr::is_martian_v4(l3.saddr()) {
                 return Err(Reason::PassMartian);
             }
             Ok(Packet {

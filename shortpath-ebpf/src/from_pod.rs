@@ -33,7 +33,7 @@ use shortpath_common::{
 };
 
 use crate::{
-    addr, config,
+    config,
     counters::count,
     fib::{self, Fib},
     ipv6, maps,
@@ -63,10 +63,10 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     let (p, own) = parse(ctx, ifindex)?;
 
     let dst = p.dst_key();
-    if addr::is_multicast(&dst) {
+    if dst.is_multicast() {
         return Err(Reason::PassMulticast);
     }
-    if addr::is_link_local_or_unspecified(&dst) {
+    if dst.is_link_local_or_unspecified() {
         return Err(Reason::PassLinkLocal);
     }
     // A remote node's pods: the route resolved ahead of time, when the
@@ -239,7 +239,7 @@ fn to_local_pod(
     if !redirect::fits_pod_mtu(ctx, ep) {
         return Err(Reason::PassMtu);
     }
-    if p.eth_dst() != ep.pod_mac {
+    if p.eth_dst() != parse::mac_words(&ep.pod_mac) {
         if p.ttl() <= 1 {
             return Err(Reason::PassTtl);
         }

@@ -5,10 +5,11 @@
 //! sit in paged data and every offset is checked by the helper.
 
 use aya_ebpf::programs::TcContext;
-use shortpath_common::{counters::Reason, endpoint::EndpointKey};
+use shortpath_common::counters::Reason;
 
 use crate::{
     addr,
+    key::AddrKey,
     parse::{
         Ipv6Hdr, ETH_HLEN, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMPV6,
         IPPROTO_ROUTING, IPV6_HLEN,
@@ -125,7 +126,7 @@ fn own_target(ctx: &TcContext, chain: &Chain, ifindex: u32) -> Result<(), Reason
     if addr::is_v6_link_local(&target) {
         return Ok(());
     }
-    match source::pod_endpoint(&EndpointKey::v6(target), ifindex) {
+    match source::pod_endpoint(&AddrKey::v6_bytes(target), ifindex) {
         Some(_) => Ok(()),
         None => Err(Reason::DropSpoofed),
     }

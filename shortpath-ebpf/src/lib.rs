@@ -4,10 +4,12 @@
 //! - [`from_nic`]: TC ingress of the node NIC (traffic arriving for pods).
 //! - [`from_pod`]: TC ingress of a pod's host-side veth (traffic pods send).
 //! - [`trace`]: tracepoint programs of the packet-path tracer.
+//! - [`reference`]: the hand-written programs `prog-bench` compares with.
 //!
 //! The binaries under `src/bin/` only declare the entry points; everything
 //! they run lives here so it can be read (and reviewed) by concern.
 #![no_std]
+#![cfg_attr(unaligned_packet_access, feature(asm_experimental_arch))]
 
 pub mod addr;
 pub mod config;
@@ -16,9 +18,12 @@ pub mod fib;
 pub mod from_nic;
 pub mod from_pod;
 pub mod ipv6;
+pub mod key;
+pub mod load;
 pub mod maps;
 pub mod parse;
 pub mod redirect;
+pub mod reference;
 pub mod rewrite;
 pub mod source;
 pub mod stack_flow;

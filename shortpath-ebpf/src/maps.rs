@@ -4,15 +4,17 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use shortpath_common::{
     counters::{CounterKey, DeviceCounters, DEVICE_SLOTS, MAX_COUNTERS},
     endpoint::{Endpoint, EndpointKey, FLAG_SENT_TO_STACK, MAX_ENDPOINTS},
     next_hop::{NextHop, MAX_NEXT_HOPS},
-    pod_cidr::{LOOKUP_BITS, MAX_POD_CIDRS},
+    pod_cidr::MAX_POD_CIDRS,
     stack_flow::{StackFlowKey, MAX_STACK_FLOWS, PRESENT},
 };
+
+use crate::key::AddrKey;
 
 /// Pod address → the pod's host-side veth and MACs (filled by userspace).
 #[map]
@@ -50,18 +52,18 @@ pub static COUNTERS: PerCpuHashMap<CounterKey, u64> =
 
 /// The endpoint behind `key`, if this node has one.
 #[inline(always)]
-pub fn endpoint(key: &EndpointKey) -> Option<Endpoint> {
+pub fn endpoint(key: &AddrKey) -> Option<Endpoint> {
     // SAFETY: the value is copied out while the RCU read lock held by the
     // program run keeps the element alive.
-    ENDPOINTS.get_ptr(key).map(|p| unsafe { *p })
+    ENDPOINTS.get_ptr(key.endpoint()).map(|p| unsafe { *p })
 }
 
 /// Marks the endpoint behind `key` as one that sent packets to the stack
 /// ([`FLAG_SENT_TO_STACK`]). A write that races a userspace rewrite of the
 /// entry can be lost; the pod's next packet to the stack marks it again.
 #[inline(always)]
-pub fn mark_sent_to_stack(key: &EndpointKey) {
-    if let Some(p) = ENDPOINTS.get_ptr_mut(key) {
+pub fn mark_sent_to_stack(key: &AddrKey) {
+    if let Some(p) = ENDPOINTS.get_ptr_mut(key.endpoint()) {
         // SAFETY: the element stays alive under the program's RCU read
         // lock; every writer only sets this bit.
         unsafe { (*p).flags |= FLAG_SENT_TO_STACK };
@@ -70,15 +72,15 @@ pub fn mark_sent_to_stack(key: &EndpointKey) {
 
 /// Whether `key` is inside one of the cluster's pod networks.
 #[inline(always)]
-pub fn in_pod_cidrs(key: &EndpointKey) -> bool {
-    POD_CIDRS.get(Key::new(LOOKUP_BITS, *key)).is_some()
+pub fn in_pod_cidrs(key: &AddrKey) -> bool {
+    POD_CIDRS.get(key.lookup()).is_some()
 }
 
 /// The longest cached route containing `key`: a next hop, or an
 /// exception that leaves the packet to the FIB. `None`: not cached.
 #[inline(always)]
-pub fn next_hop(key: &EndpointKey) -> Option<NextHop> {
-    NEXT_HOPS.get(Key::new(LOOKUP_BITS, *key)).copied()
+pub fn next_hop(key: &AddrKey) -> Option<NextHop> {
+    NEXT_HOPS.get(key.lookup()).copied()
 }
 
 /// Remembers a flow handed to the stack. A known flow is only looked up

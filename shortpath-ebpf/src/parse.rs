@@ -7,7 +7,9 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::TcContext;
-use shortpath_common::{counters::Reason, endpoint::EndpointKey, stack_flow::L4_HEAD};
+use shortpath_common::{counters::Reason, stack_flow::L4_HEAD};
+
+use crate::{key::AddrKey, load};
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -69,6 +71,92 @@ pub struct Ipv6Hdr {
     pub daddr: [u8; 16],
 }
 
+/// Header fields as they lie in the packet, one load each ([`load`]).
+/// Addresses are in network order (`from_ne_bytes` of their bytes),
+/// lengths and flags in host order.
+impl EthHdr {
+    #[inline(always)]
+    pub fn proto(&self) -> u16 {
+        // SAFETY: a field of a bounds-checked header.
+        u16::from_be(unsafe { load::u16_at(self.proto.as_ptr()) })
+    }
+
+    #[inline(always)]
+    pub fn src_mac(&self) -> (u32, u16) {
+        // SAFETY: as above.
+        unsafe { load::mac_at(self.src.as_ptr()) }
+    }
+
+    #[inline(always)]
+    pub fn dst_mac(&self) -> (u32, u16) {
+        // SAFETY: as above.
+        unsafe { load::mac_at(self.dst.as_ptr()) }
+    }
+}
+
+impl Ipv4Hdr {
+    #[inline(always)]
+    pub fn tot_len(&self) -> u16 {
+        // SAFETY: a field of a bounds-checked header.
+        u16::from_be(unsafe { load::u16_at(self.tot_len.as_ptr()) })
+    }
+
+    #[inline(always)]
+    pub fn frag_off(&self) -> u16 {
+        // SAFETY: as above.
+        u16::from_be(unsafe { load::u16_at(self.frag_off.as_ptr()) })
+    }
+
+    #[inline(always)]
+    pub fn saddr(&self) -> u32 {
+        // SAFETY: as above.
+        unsafe { load::u32_at(self.saddr.as_ptr()) }
+    }
+
+    #[inline(always)]
+    pub fn daddr(&self) -> u32 {
+        // SAFETY: as above.
+        unsafe { load::u32_at(self.daddr.as_ptr()) }
+    }
+}
+
+impl Ipv6Hdr {
+    #[inline(always)]
+    pub fn saddr(&self) -> [u32; 4] {
+        words(&self.saddr)
+    }
+
+    #[inline(always)]
+    pub fn daddr(&self) -> [u32; 4] {
+        words(&self.daddr)
+    }
+}
+
+/// An IPv6 address in the packet as four network-order words.
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    let p = a.as_ptr();
+    // SAFETY: 16 bytes of a bounds-checked header.
+    unsafe {
+        [
+            load::u32_at(p),
+            load::u32_at(p.add(4)),
+            load::u32_at(p.add(8)),
+            load::u32_at(p.add(12)),
+        ]
+    }
+}
+
+/// The MAC addresses in `mac` as the word and half-word [`load::mac_at`]
+/// reads from a packet.
+#[inline(always)]
+pub fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
+    (
+        u32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]),
+        u16::from_ne_bytes([mac[4], mac[5]]),
+    )
+}
+
 pub enum Ip {
     V4(*mut Ipv4Hdr),
     V6(*mut Ipv6Hdr),
@@ -83,23 +171,23 @@ pub struct Packet {
 
 impl Packet {
     #[inline(always)]
-    pub fn dst_key(&self) -> EndpointKey {
+    pub fn dst_key(&self) -> AddrKey {
         // SAFETY: bounds were checked when the packet was parsed.
         unsafe {
             match self.ip {
-                Ip::V4(ip) => EndpointKey::v4((*ip).daddr),
-                Ip::V6(ip) => EndpointKey::v6((*ip).daddr),
+                Ip::V4(ip) => AddrKey::v4((*ip).daddr()),
+                Ip::V6(ip) => AddrKey::v6((*ip).daddr()),
             }
         }
     }
 
     #[inline(always)]
-    pub fn src_key(&self) -> EndpointKey {
+    pub fn src_key(&self) -> AddrKey {
         // SAFETY: bounds were checked when the packet was parsed.
         unsafe {
             match self.ip {
-                Ip::V4(ip) => EndpointKey::v4((*ip).saddr),
-                Ip::V6(ip) => EndpointKey::v6((*ip).saddr),
+                Ip::V4(ip) => AddrKey::v4((*ip).saddr()),
+                Ip::V6(ip) => AddrKey::v6((*ip).saddr()),
             }
         }
     }
@@ -120,7 +208,7 @@ impl Packet {
                     if (*ip).version_ihl & 0x0f != 5 {
                         return None;
                     }
-                    let tot = u16::from_be_bytes((*ip).tot_len) as usize;
+                    let tot = (*ip).tot_len() as usize;
                     // 0: a BIG TCP packet, as long as the skb.
                     let l4 = if tot == 0 {
                         L4_HEAD
@@ -160,10 +248,11 @@ impl Packet {
         }
     }
 
+    /// The destination MAC as [`EthHdr::dst_mac`] reads it.
     #[inline(always)]
-    pub fn eth_dst(&self) -> [u8; 6] {
+    pub fn eth_dst(&self) -> (u32, u16) {
         // SAFETY: bounds were checked when the packet was parsed.
-        unsafe { (*self.eth).dst }
+        unsafe { (*self.eth).dst_mac() }
     }
 }
 
@@ -203,7 +292,7 @@ pub fn eth(ctx: &TcContext) -> Option<(*mut EthHdr, u16)> {
     linearize(ctx);
     let eth: *mut EthHdr = header(ctx, 0)?;
     // SAFETY: `header` checked the bounds.
-    let proto = u16::from_be_bytes(unsafe { (*eth).proto });
+    let proto = unsafe { (*eth).proto() };
     Some((eth, proto))
 }
 
@@ -235,7 +324,7 @@ pub fn arp(ctx: &TcContext) -> Option<&ArpHdr> {
 pub fn ipv4(ctx: &TcContext) -> Option<*mut Ipv4Hdr> {
     let ip: *mut Ipv4Hdr = header(ctx, ETH_HLEN)?;
     // SAFETY: `header` checked the bounds.
-    let (vihl, tot_len) = unsafe { ((*ip).version_ihl, u16::from_be_bytes((*ip).tot_len)) };
+    let (vihl, tot_len) = unsafe { ((*ip).version_ihl, (*ip).tot_len()) };
     let ihl = (vihl & 0x0f) as usize * 4;
     if vihl >> 4 != 4 || ihl < IPV4_HLEN {
         return None;
@@ -275,7 +364,7 @@ pub fn ipv4_fast_path(ip: &Ipv4Hdr) -> Result<(), Reason> {
     if ip.version_ihl & 0x0f != 5 {
         return Err(Reason::PassIpOptions);
     }
-    if u16::from_be_bytes(ip.frag_off) & 0x3fff != 0 {
+    if ip.frag_off() & 0x3fff != 0 {
         return Err(Reason::PassFragment);
     }
     Ok(())
@@ -283,21 +372,23 @@ pub fn ipv4_fast_path(ip: &Ipv4Hdr) -> Result<(), Reason> {
 
 /// Whether the 20-byte IPv4 header (no options) checksums to zero.
 ///
-/// The one's complement sum is taken over the header's ten 16-bit words
-/// as they lie in memory (native order, no byte swaps): the sum in the
+/// The one's complement sum is taken over the header's five 32-bit words
+/// as they lie in memory (native order, no byte swaps), folded to 16 bits:
+/// summing in wider words and folding gives the same sum, the sum in the
 /// other byte order is the byte swap of this one, and 0xffff is its own
-/// swap (RFC 1071, "byte order independence").
+/// swap (RFC 1071, "byte order independence", "parallel summation").
 #[inline(always)]
 pub fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
-    let words = ip as *const Ipv4Hdr as *const u16;
-    let mut sum: u32 = 0;
+    let p = ip as *const Ipv4Hdr as *const u8;
+    let mut sum: u64 = 0;
     let mut i = 0;
-    while i < 10 {
-        // SAFETY: `ip` is a bounds-checked 20-byte header; the words are
-        // read unaligned (the header follows a 14-byte Ethernet header).
-        sum += u32::from(unsafe { core::ptr::read_unaligned(words.add(i)) });
-        i += 1;
+    while i < IPV4_HLEN {
+        // SAFETY: `ip` is a bounds-checked 20-byte header.
+        sum += u64::from(unsafe { load::u32_at(p.add(i)) });
+        i += 4;
     }
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     sum == 0xffff

@@ -3,14 +3,17 @@
 use aya_ebpf::{helpers::generated::bpf_csum_update, programs::TcContext};
 use shortpath_common::csum;
 
-use crate::parse::{Ip, Packet};
+use crate::{
+    load,
+    parse::{Ip, Packet},
+};
 
 #[inline(always)]
 pub fn set_macs(p: &Packet, dst: &[u8; 6], src: &[u8; 6]) {
     // SAFETY: `p.eth` was bounds-checked by `parse`.
     unsafe {
-        (*p.eth).dst = *dst;
-        (*p.eth).src = *src;
+        load::set_mac((*p.eth).dst.as_mut_ptr(), dst);
+        load::set_mac((*p.eth).src.as_mut_ptr(), src);
     }
 }
 
@@ -33,8 +36,9 @@ pub fn decrement_ttl(ctx: &TcContext, p: &Packet) {
         // SAFETY: headers were bounds-checked by the parser.
         Ip::V4(ip) => unsafe {
             let ttl = (*ip).ttl;
-            let check = u16::from_be_bytes((*ip).check);
-            (*ip).check = csum::ipv4_ttl_decrement(check, ttl, (*ip).protocol).to_be_bytes();
+            let check = u16::from_be(load::u16_at((*ip).check.as_ptr()));
+            let check = csum::ipv4_ttl_decrement(check, ttl, (*ip).protocol);
+            load::set_u16((*ip).check.as_mut_ptr(), check.to_be());
             (*ip).ttl = ttl - 1;
         },
         Ip::V6(ip) => {

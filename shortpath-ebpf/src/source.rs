@@ -8,14 +8,13 @@
 //! to, or the final reason: a drop, or the pass of a legitimate packet that
 //! never takes the fast path.
 
-use shortpath_common::{
-    counters::Reason,
-    endpoint::{Endpoint, EndpointKey},
-};
+use shortpath_common::{counters::Reason, endpoint::Endpoint};
 
 use crate::{
-    addr, maps,
-    parse::{ArpHdr, EthHdr, Ipv4Hdr, Ipv6Hdr},
+    addr,
+    key::AddrKey,
+    maps,
+    parse::{self, ArpHdr, EthHdr, Ipv4Hdr, Ipv6Hdr},
 };
 
 /// The rule every claimed address goes through: `key` is an address of the
@@ -23,9 +22,9 @@ use crate::{
 /// that pod's MAC (else `drop_spoofed_mac`: another host on the pod's
 /// segment, or the pod forging its neighbours' caches).
 #[inline(always)]
-fn own(key: &EndpointKey, mac: &[u8; 6], ifindex: u32) -> Result<Endpoint, Reason> {
+fn own(key: &AddrKey, mac: (u32, u16), ifindex: u32) -> Result<Endpoint, Reason> {
     match pod_endpoint(key, ifindex) {
-        Some(ep) if ep.pod_mac == *mac => Ok(ep),
+        Some(ep) if parse::mac_words(&ep.pod_mac) == mac => Ok(ep),
         Some(_) => Err(Reason::DropSpoofedMac),
         None => Err(Reason::DropSpoofed),
     }
@@ -34,7 +33,7 @@ fn own(key: &EndpointKey, mac: &[u8; 6], ifindex: u32) -> Result<Endpoint, Reaso
 /// The endpoint behind `key` if it is an address of the pod behind
 /// `ifindex`: the one ownership rule, for sources and ND targets alike.
 #[inline(always)]
-pub fn pod_endpoint(key: &EndpointKey, ifindex: u32) -> Option<Endpoint> {
+pub fn pod_endpoint(key: &AddrKey, ifindex: u32) -> Option<Endpoint> {
     maps::endpoint(key).filter(|ep| ep.ifindex == ifindex)
 }
 
@@ -46,7 +45,11 @@ pub fn pod_endpoint(key: &EndpointKey, ifindex: u32) -> Option<Endpoint> {
 pub fn arp(eth: &EthHdr, arp: &ArpHdr, ifindex: u32) -> Reason {
     let (src, sha, spa) = (eth.src, arp.sha, arp.spa);
     if spa != [0, 0, 0, 0] {
-        if let Err(reason) = own(&EndpointKey::v4(spa), &src, ifindex) {
+        if let Err(reason) = own(
+            &AddrKey::v4(u32::from_ne_bytes(spa)),
+            eth.src_mac(),
+            ifindex,
+        ) {
             return reason;
         }
     }
@@ -62,10 +65,10 @@ pub fn arp(eth: &EthHdr, arp: &ArpHdr, ifindex: u32) -> Reason {
 /// `saddr` sits at a fixed offset, so options and fragments cannot hide it.
 #[inline(always)]
 pub fn ipv4(eth: &EthHdr, ip: &Ipv4Hdr, ifindex: u32) -> Result<Endpoint, Reason> {
-    if ip.saddr == [0, 0, 0, 0] && ip.daddr == [255, 255, 255, 255] {
+    if ip.saddr() == 0 && ip.daddr() == u32::MAX {
         return Err(Reason::PassLinkLocal);
     }
-    own(&EndpointKey::v4(ip.saddr), &eth.src, ifindex)
+    own(&AddrKey::v4(ip.saddr()), eth.src_mac(), ifindex)
 }
 
 /// IPv6: the pod's own address from the pod's MAC (`Some(endpoint)`), or a
@@ -80,5 +83,5 @@ pub fn ipv6(eth: &EthHdr, ip: &Ipv6Hdr, ifindex: u32) -> Result<Option<Endpoint>
         }
         return Err(Reason::DropSpoofed);
     }
-    own(&EndpointKey::v6(ip.saddr), &eth.src, ifindex).map(Some)
+    own(&AddrKey::v6(ip.saddr()), eth.src_mac(), ifindex).map(Some)
 }

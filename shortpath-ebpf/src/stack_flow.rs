@@ -29,7 +29,7 @@ pub fn remember(ctx: &TcContext, p: &Packet, own: &Endpoint) {
         maps::mark_sent_to_stack(&p.src_key());
     }
     if let Some((proto, l4)) = p.l4_head(ctx) {
-        if let Some(key) = StackFlowKey::of(&p.src_key(), proto, &l4, Side::FromPod) {
+        if let Some(key) = StackFlowKey::of(p.src_key().endpoint(), proto, &l4, Side::FromPod) {
             maps::remember_stack_flow(&key);
         }
     }
@@ -47,10 +47,12 @@ pub fn is_reply(ctx: &TcContext, p: &Packet, ep: &Endpoint) -> bool {
         return false;
     }
     match p.l4_head(ctx) {
-        Some((proto, l4)) => match StackFlowKey::of(&p.dst_key(), proto, &l4, Side::ToPod) {
-            Some(key) => maps::is_stack_flow(&key),
-            None => false,
-        },
+        Some((proto, l4)) => {
+            match StackFlowKey::of(p.dst_key().endpoint(), proto, &l4, Side::ToPod) {
+                Some(key) => maps::is_stack_flow(&key),
+                None => false,
+            }
+        }
         None => false,
     }
 }

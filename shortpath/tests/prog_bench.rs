@@ -8,7 +8,7 @@ mod common;
 use common::{ok, root_or_skip, shortpath, stdout, TestLab};
 use serde_json::Value;
 use shortpath::{
-    bench::prog::{self, ProgBenchConfig, ProgBenchError},
+    bench::prog::{self, ProgBenchConfig, ProgBenchError, Program},
     dataplane::{synthetic, Hook, TcObject},
     names::LabName,
 };
@@ -18,11 +18,13 @@ use shortpath_common::{
 };
 
 /// (program, packet, path in peer mode) of every case.
-const CASES: [(&str, &str, &str); 8] = [
+const CASES: [(&str, &str, &str); 10] = [
     ("from_nic", "v4 to a local pod", "redirect_peer"),
+    ("ref_from_nic", "v4 to a local pod", "(hand-written)"),
     ("from_nic", "v6 to a local pod", "redirect_peer"),
     ("from_nic", "v4 to the node (stack)", "pass_no_endpoint"),
     ("from_pod", "v4 to a remote pod", "redirect_cached"),
+    ("ref_from_pod", "v4 to a remote pod", "(hand-written)"),
     ("from_pod", "v6 to a remote pod", "redirect_cached"),
     ("from_pod", "v4 to a remote pod, FIB", "redirect"),
     ("from_pod", "v4 to a local pod", "redirect_peer"),
@@ -74,9 +76,15 @@ fn check_json(v: &Value) {
                 s["endpoints"].as_u64().unwrap(),
                 s["entries"].as_u64().unwrap(),
             );
-            // Never fewer than asked; more only where the cases need them.
+            // Never fewer than asked; more only where the cases need them;
+            // none for the reference, which has no map.
+            let reference = c["program"].as_str().unwrap().starts_with("ref_");
             assert!(
-                held == asked || (asked == 1 && (2..=3).contains(&held)),
+                if reference {
+                    held == 0
+                } else {
+                    held == asked || (asked == 1 && (2..=3).contains(&held))
+                },
                 "{s}"
             );
         }
@@ -108,6 +116,12 @@ fn prog_bench_times_every_case_on_its_path_and_refuses_a_wrong_one() {
     }
     assert!(out.contains("NS/PKT @1") && out.contains("@10000"), "{out}");
     assert!(out.contains("BPF_PROG_TEST_RUN figures"), "{out}");
+    assert!(
+        out.contains("Against the hand-written reference")
+            && out.contains("from_nic v4 to a local pod")
+            && out.contains("from_pod v4 to a remote pod"),
+        "{out}"
+    );
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     check_json(&v);
 
@@ -119,10 +133,10 @@ fn prog_bench_times_every_case_on_its_path_and_refuses_a_wrong_one() {
         ..Default::default()
     };
     let prepared = rt.block_on(prog::prepare(&name, cfg.mode)).unwrap();
-    let find = |p: &prog::Prepared, hook: Hook, packet: &str| {
+    let find = |p: &prog::Prepared, program: Program, packet: &str| {
         p.cases
             .iter()
-            .position(|c| c.hook == hook && c.packet == packet)
+            .position(|c| c.program == program && c.packet == packet)
             .unwrap()
     };
     // As prepared, it runs.
@@ -131,7 +145,7 @@ fn prog_bench_times_every_case_on_its_path_and_refuses_a_wrong_one() {
 
     // A wrong expectation: caught by the single checked run.
     let mut p = prepared.clone();
-    let i = find(&p, Hook::FromPod, "v4 to a remote pod");
+    let i = find(&p, Program::Shortpath(Hook::FromPod), "v4 to a remote pod");
     p.cases[i].expect.reason = "redirect_neigh";
     let e = rt.block_on(prog::run(p, &cfg)).unwrap_err();
     assert!(matches!(e, ProgBenchError::WrongPath { .. }), "{e}");
@@ -148,7 +162,7 @@ fn prog_bench_times_every_case_on_its_path_and_refuses_a_wrong_one() {
     // The skb-reuse pitfall: hop limit 2 passes the checked run, but the
     // repetitions after the first take `pass_ttl_expired`.
     let mut p = prepared.clone();
-    let i = find(&p, Hook::FromPod, "v6 to a remote pod");
+    let i = find(&p, Program::Shortpath(Hook::FromPod), "v6 to a remote pod");
     let at = p.cases[i].ttl_at;
     p.cases[i].frame[at] = 2;
     let e = rt.block_on(prog::run(p, &cfg)).unwrap_err();
@@ -158,9 +172,25 @@ fn prog_bench_times_every_case_on_its_path_and_refuses_a_wrong_one() {
         "{e}"
     );
 
+    // The reference is checked too: compiled for node-a's pod, it hands a
+    // frame for another address to the stack, and the case says so.
+    let mut p = prepared.clone();
+    let i = find(&p, Program::Reference(Hook::FromNic), "v4 to a local pod");
+    p.cases[i].frame[33] ^= 1; // the last byte of the IPv4 destination
+    let e = rt.block_on(prog::run(p, &cfg)).unwrap_err();
+    assert!(matches!(e, ProgBenchError::WrongPath { .. }), "{e}");
+    assert!(
+        e.to_string().contains("ref_from_nic") && e.to_string().contains("TC_ACT_OK"),
+        "{e}"
+    );
+
     // A pass case that would have to be forwarded.
     let mut p = prepared;
-    let i = find(&p, Hook::FromNic, "v4 to the node (stack)");
+    let i = find(
+        &p,
+        Program::Shortpath(Hook::FromNic),
+        "v4 to the node (stack)",
+    );
     p.cases[i].expect = prog::Expect::routed("redirect_peer");
     let e = rt.block_on(prog::run(p, &cfg)).unwrap_err();
     assert!(e.to_string().contains("counted pass_no_endpoint ×1"), "{e}");

@@ -24,7 +24,11 @@ use shortpath_common::{endpoint::Endpoint, mode::FastPath};
 
 use super::{frames::Udp, ProgBenchError};
 use crate::{
-    dataplane::{synthetic::SYNTHETIC_IFINDEX, Hook, NodeSpec},
+    dataplane::{
+        reference::{ReferenceObject, ReferenceParams},
+        synthetic::SYNTHETIC_IFINDEX,
+        Hook, NodeSpec,
+    },
     lab::{Inventory, NicInfo, PodInfo},
 };
 
@@ -47,6 +51,29 @@ pub const LOCAL_POD: Endpoint = Endpoint {
     pod_mac: [0x02, 0x53, 0x50, 0, 0, 0x02],
     host_mac: [0x02, 0x53, 0x50, 0, 0, 0x01],
 };
+
+/// What a case runs: a shortpath program, or the hand-written reference
+/// of the same hook (docs/PROG_BENCH.md, "The hand-written reference").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    Shortpath(Hook),
+    Reference(Hook),
+}
+
+impl Program {
+    /// The name in the table and the JSON: the program's name in its
+    /// object.
+    pub fn name(self) -> &'static str {
+        match self {
+            Program::Shortpath(h) => h.program(),
+            Program::Reference(h) => ReferenceObject::name(h),
+        }
+    }
+}
+
+/// The path column of a reference case: it counts nothing, only its
+/// verdict and its frame are checked.
+pub const REFERENCE_PATH: &str = "(hand-written)";
 
 /// The path a case must take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,9 +114,9 @@ impl Expect {
     }
 }
 
-fn case(hook: Hook, packet: &str, udp: Udp, ifindex: u32, expect: Expect) -> Case {
+fn case(program: Program, packet: &str, udp: Udp, ifindex: u32, expect: Expect) -> Case {
     Case {
-        hook,
+        program,
         packet: packet.to_owned(),
         frame: udp.build().expect("one family per frame"),
         ttl_at: udp.ttl_at(),
@@ -101,7 +128,7 @@ fn case(hook: Hook, packet: &str, udp: Udp, ifindex: u32, expect: Expect) -> Cas
 /// One program, one kind of packet.
 #[derive(Debug, Clone)]
 pub struct Case {
-    pub hook: Hook,
+    pub program: Program,
     pub packet: String,
     pub frame: Vec<u8>,
     /// Offset of the TTL / hop limit in `frame`.
@@ -201,64 +228,100 @@ impl Topology {
         let (nic4, node_b4) = (ip(self.nic.ipv4), ip(self.remote_nic.ipv4));
         let local_mac = LOCAL_POD.pod_mac;
         use Hook::{FromNic, FromPod};
+        use Program::{Reference, Shortpath};
         vec![
             case(
-                FromNic,
+                Shortpath(FromNic),
                 "v4 to a local pod",
                 nic(rem4, pod4),
                 nic_if,
                 Expect::routed(local),
             ),
             case(
-                FromNic,
+                Reference(FromNic),
+                "v4 to a local pod",
+                nic(rem4, pod4),
+                nic_if,
+                Expect::routed(REFERENCE_PATH),
+            ),
+            case(
+                Shortpath(FromNic),
                 "v6 to a local pod",
                 nic(rem6, pod6),
                 nic_if,
                 Expect::routed(local),
             ),
             case(
-                FromNic,
+                Shortpath(FromNic),
                 "v4 to the node (stack)",
                 nic(node_b4, nic4),
                 nic_if,
                 Expect::passed("pass_no_endpoint"),
             ),
             case(
-                FromPod,
+                Shortpath(FromPod),
                 "v4 to a remote pod",
                 pod(rem4, gw),
                 pod_if,
                 Expect::routed("redirect_cached"),
             ),
             case(
-                FromPod,
+                Reference(FromPod),
+                "v4 to a remote pod",
+                pod(rem4, gw),
+                pod_if,
+                Expect::routed(REFERENCE_PATH),
+            ),
+            case(
+                Shortpath(FromPod),
                 "v6 to a remote pod",
                 pod(rem6, gw),
                 pod_if,
                 Expect::routed("redirect_cached"),
             ),
             case(
-                FromPod,
+                Shortpath(FromPod),
                 "v4 to a remote pod, FIB",
                 pod(self.fib_only().addr(), gw),
                 pod_if,
                 Expect::routed("redirect"),
             ),
             case(
-                FromPod,
+                Shortpath(FromPod),
                 "v4 to a local pod",
                 pod(LOCAL_POD_IP.into(), local_mac),
                 pod_if,
                 Expect::delivered(local),
             ),
             case(
-                FromPod,
+                Shortpath(FromPod),
                 "v4 to a Service IP (stack)",
                 pod(SERVICE_IP.into(), gw),
                 pod_if,
                 Expect::passed("pass_not_pod_cidr"),
             ),
         ]
+    }
+
+    /// What the hand-written reference is compiled for: node-a's sending
+    /// pod (the destination of `from_nic`'s local case) and node-b's pod
+    /// (the destination of `from_pod`'s remote case), with the MACs the
+    /// dataplane would write.
+    pub fn reference(&self) -> ReferenceParams {
+        let v4 = |a: Option<IpAddr>| match a {
+            Some(IpAddr::V4(a)) => a,
+            _ => unreachable!("checked in from_inventory"),
+        };
+        ReferenceParams {
+            pod_addr: v4(self.sender.ipv4),
+            pod_host_ifindex: self.sender.host_if.ifindex,
+            pod_mac: self.sender.mac.0,
+            host_mac: self.sender.host_if.mac.0,
+            remote: ipnet::Ipv4Net::new(v4(self.remote.ipv4), 32).expect("a /32"),
+            nic_ifindex: self.nic.ifindex,
+            nic_mac: self.nic.mac.0,
+            gateway_mac: self.remote_nic.mac.0,
+        }
     }
 
     /// A remote pod address whose route the bench's cache leaves to the

@@ -28,7 +28,7 @@ use crate::{
     probe::ProbeError,
 };
 
-pub use cases::{Case, Expect, Topology, HOPS, MAX_REPEAT};
+pub use cases::{Case, Expect, Program, Topology, HOPS, MAX_REPEAT};
 pub use summary::{quantile, spread, Spread};
 pub use table::table;
 

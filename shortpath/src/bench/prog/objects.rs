@@ -1,20 +1,31 @@
 //! One fresh, unpinned object per program, its maps filled with what the
-//! cases need, then padded with synthetic endpoints to each map size.
+//! cases need, then padded with synthetic endpoints to each map size; and
+//! the hand-written reference, which has no maps.
 
 use std::net::IpAddr;
+
+use aya::programs::SchedClassifier;
 
 use shortpath_common::{endpoint::EndpointKey, mode::FastPath, next_hop::NextHop};
 
 use super::{
-    cases::{Topology, LOCAL_POD, LOCAL_POD_IP},
+    cases::{Program, Topology, LOCAL_POD, LOCAL_POD_IP},
     ProgBenchError,
 };
-use crate::dataplane::{counters, endpoint_entries, synthetic, Hook, TcObject};
+use crate::dataplane::{
+    counters, endpoint_entries, reference::ReferenceObject, synthetic, DataplaneError, Hook,
+    TcObject,
+};
+
+enum Object {
+    Shortpath(TcObject),
+    Reference(ReferenceObject),
+}
 
 /// A program under test: its own object, nothing attached, nothing pinned.
 pub struct Subject {
-    pub hook: Hook,
-    pub obj: TcObject,
+    pub program: Program,
+    obj: Object,
     /// Entries the cases need (no synthetic ones).
     pub base: usize,
 }
@@ -31,8 +42,9 @@ impl Subject {
     /// CIDRs; for `from_pod` the sending pod's entries carry
     /// [`Topology::sender_mac`] and the local destination pod is added.
     pub fn load(topo: &Topology, hook: Hook, mode: FastPath) -> Result<Self, ProgBenchError> {
+        let program = Program::Shortpath(hook);
         let load = |e| ProgBenchError::Dataplane {
-            program: hook.program(),
+            program: program.name(),
             source: Box::new(e),
         };
         let mut obj = TcObject::load(mode, None).map_err(load)?;
@@ -67,32 +79,75 @@ impl Subject {
                 .map_err(|e| load(crate::dataplane::DataplaneError::map("NEXT_HOPS", e)))?;
         }
         Ok(Self {
-            hook,
-            obj,
+            program,
+            obj: Object::Shortpath(obj),
             base: want.len(),
         })
+    }
+
+    /// Loads the hand-written reference of `hook`, compiled for the
+    /// topology's pods.
+    pub fn reference(topo: &Topology, hook: Hook) -> Result<Self, ProgBenchError> {
+        let program = Program::Reference(hook);
+        let obj =
+            ReferenceObject::load(&topo.reference()).map_err(|e| ProgBenchError::Dataplane {
+                program: program.name(),
+                source: Box::new(e),
+            })?;
+        Ok(Self {
+            program,
+            obj: Object::Reference(obj),
+            base: 0,
+        })
+    }
+
+    fn err(&self, e: DataplaneError) -> ProgBenchError {
+        ProgBenchError::Dataplane {
+            program: self.program.name(),
+            source: Box::new(e),
+        }
+    }
+
+    /// The program, loaded into the kernel.
+    pub fn classifier(&mut self) -> Result<&mut SchedClassifier, ProgBenchError> {
+        let r = match (&mut self.obj, self.program) {
+            (Object::Shortpath(o), Program::Shortpath(h)) => o.program(h),
+            (Object::Reference(o), Program::Reference(h)) => o.program(h),
+            _ => unreachable!("loaded together"),
+        };
+        let name = self.program.name();
+        r.map_err(|e| ProgBenchError::Dataplane {
+            program: name,
+            source: Box::new(e),
+        })
+    }
+
+    /// Whether the program counts its packets (the reference does not).
+    pub fn counts_packets(&self) -> bool {
+        matches!(self.obj, Object::Shortpath(_))
     }
 
     /// Pads the endpoint map with synthetic entries up to `total` (never
     /// below what the cases need); returns the entries it then holds.
     pub fn fill(&mut self, total: usize) -> Result<usize, ProgBenchError> {
-        let program = self.hook.program();
-        let load = |e| ProgBenchError::Dataplane {
-            program,
-            source: Box::new(e),
+        let Object::Shortpath(obj) = &mut self.obj else {
+            return Ok(0);
         };
-        let mut map = self.obj.endpoints().map_err(load)?;
+        let mut map = obj.endpoints().map_err(|e| ProgBenchError::Dataplane {
+            program: self.program.name(),
+            source: Box::new(e),
+        })?;
         let c = synthetic::set(&mut map, total.saturating_sub(self.base))?;
         Ok(c.real + c.synthetic.len())
     }
 
-    /// Packets per reason counted on `ifindex` so far.
+    /// Packets per reason counted on `ifindex` so far (none for the
+    /// reference).
     pub fn counts(&self, ifindex: u32) -> Result<counters::ReasonCounts, ProgBenchError> {
-        let err = |e| ProgBenchError::Dataplane {
-            program: self.hook.program(),
-            source: Box::new(e),
+        let Object::Shortpath(obj) = &self.obj else {
+            return Ok(Default::default());
         };
-        let mut all = self.obj.counts().map_err(err)?;
+        let mut all = obj.counts().map_err(|e| self.err(e))?;
         Ok(all.remove(&ifindex).unwrap_or_default())
     }
 }

@@ -4,8 +4,8 @@
 //! turn, so that drift of the machine hits them all alike.
 
 use super::{
-    measure, objects::Subject, spread, CaseResult, Params, Prepared, ProgBenchConfig,
-    ProgBenchError, ProgBenchResult, SizeResult, Topology, HOPS, METHOD,
+    cases::Program, measure, objects::Subject, spread, CaseResult, Params, Prepared,
+    ProgBenchConfig, ProgBenchError, ProgBenchResult, SizeResult, Topology, HOPS, METHOD,
 };
 use crate::{
     bench::Machine,
@@ -53,6 +53,7 @@ impl AtSize {
             let mut s = Subject::load(t, hook, cfg.mode)?;
             let entries = s.fill(endpoints)?;
             subjects.push((s, entries));
+            subjects.push((Subject::reference(t, hook)?, 0));
         }
         Ok(Self {
             endpoints,
@@ -60,11 +61,11 @@ impl AtSize {
         })
     }
 
-    fn subject(&mut self, hook: Hook) -> (&mut Subject, usize) {
+    fn subject(&mut self, program: Program) -> (&mut Subject, usize) {
         let (s, n) = self
             .subjects
             .iter_mut()
-            .find(|(s, _)| s.hook == hook)
+            .find(|(s, _)| s.program == program)
             .expect("a subject per program");
         (s, *n)
     }
@@ -83,7 +84,7 @@ pub(super) fn run_here(
         .collect::<Result<Vec<_>, _>>()?;
     for at in &mut sizes {
         for case in &p.cases {
-            measure::check(at.subject(case.hook).0, case)?;
+            measure::check(at.subject(case.program).0, case)?;
         }
     }
     // samples[size][case]
@@ -93,7 +94,12 @@ pub(super) fn run_here(
         let n = left.min(ROUND);
         for (at, per_case) in sizes.iter_mut().zip(&mut samples) {
             for (case, out) in p.cases.iter().zip(per_case.iter_mut()) {
-                out.extend(measure::time(at.subject(case.hook).0, case, n, cfg.repeat)?);
+                out.extend(measure::time(
+                    at.subject(case.program).0,
+                    case,
+                    n,
+                    cfg.repeat,
+                )?);
             }
         }
         left -= n;
@@ -103,7 +109,7 @@ pub(super) fn run_here(
         .iter()
         .enumerate()
         .map(|(ci, c)| CaseResult {
-            program: c.hook.program(),
+            program: c.program.name(),
             packet: c.packet.clone(),
             path: c.expect.reason,
             verdict: c.expect.verdict,
@@ -113,7 +119,7 @@ pub(super) fn run_here(
                 .zip(&samples)
                 .map(|(at, per_case)| SizeResult {
                     endpoints: at.endpoints,
-                    entries: at.subject(c.hook).1,
+                    entries: at.subject(c.program).1,
                     spread: spread(&per_case[ci]).expect("at least one run").rounded(),
                     runs: cfg.runs,
                     repeat: cfg.repeat,

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{ProgBenchResult, METHOD};
+use super::{CaseResult, ProgBenchResult, METHOD};
+use crate::dataplane::reference::REFERENCE_PREFIX;
 use crate::table::Table;
 
 /// ns with one decimal only where the median has one (an even count of
@@ -57,13 +58,23 @@ pub fn table(r: &ProgBenchResult) -> String {
             .cases
             .iter()
             .filter_map(|c| c.sizes.get(i).map(|s| (c.program, s.entries)))
-            .filter(|(_, e)| e != n)
+            // 0: the hand-written reference, which has no map.
+            .filter(|(_, e)| e != n && *e != 0)
             .collect();
         held.dedup();
         if !held.is_empty() {
             let list: Vec<String> = held.iter().map(|(p, e)| format!("{p} {e}")).collect();
             bigger.push(format!("@{n}: {}", list.join(", ")));
         }
+    }
+    let ratios = reference_ratios(r);
+    if !ratios.is_empty() {
+        let _ = writeln!(
+            out,
+            "Against the hand-written reference (same frame, same run; median, @{}): {}.",
+            sizes.first().copied().unwrap_or_default(),
+            ratios.join(", ")
+        );
     }
     if !bigger.is_empty() {
         let _ = writeln!(
@@ -73,6 +84,33 @@ pub fn table(r: &ProgBenchResult) -> String {
         );
     }
     out
+}
+
+/// "from_nic v4 to a local pod 47 / 25 ns = 1.88×" for every reference
+/// case and the shortpath case of the same program and packet, at the
+/// first size.
+fn reference_ratios(r: &ProgBenchResult) -> Vec<String> {
+    let median = |c: &CaseResult| c.sizes.first().map(|s| s.spread.median_ns);
+    r.cases
+        .iter()
+        .filter_map(|reference| {
+            let program = reference.program.strip_prefix(REFERENCE_PREFIX)?;
+            let ours = r
+                .cases
+                .iter()
+                .find(|c| c.program == program && c.packet == reference.packet)?;
+            let (a, b) = (median(ours)?, median(reference)?);
+            (b > 0.0).then(|| {
+                format!(
+                    "{program} {} {} / {} ns = {:.2}×",
+                    ours.packet,
+                    ns(a),
+                    ns(b),
+                    a / b
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -125,6 +163,10 @@ mod tests {
                 case("from_nic", "v4 to a local pod", "redirect_peer", 2),
                 case("from_nic", "v6 to a local pod", "redirect_peer", 2),
                 case("from_pod", "v4 to a remote pod", "redirect", 3),
+                CaseResult {
+                    sizes: vec![size(1, 0, 30.5), size(100, 0, 30.0)],
+                    ..case("ref_from_nic", "v4 to a local pod", "(hand-written)", 0)
+                },
             ],
         }
     }
@@ -146,6 +188,10 @@ mod tests {
         assert!(s.contains("BPF_PROG_TEST_RUN figures"), "{s}");
         assert!(s.contains("no bpf_stats overhead"), "{s}");
         assert!(s.contains("@1: from_nic 2, from_pod 3."), "{s}");
+        assert!(
+            s.contains("hand-written reference (same frame, same run; median, @1): from_nic v4 to a local pod 61 / 30.5 ns = 2.00×."),
+            "{s}"
+        );
         assert!(!s.contains("@100:"), "{s}");
         assert!(!s.contains("bpf_stats_enabled"), "{s}");
         let mut r = result();

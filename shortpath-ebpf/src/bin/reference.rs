@@ -1,0 +1,26 @@
+//! The hand-written reference programs (`shortpath_ebpf::reference`),
+//! loaded only by `shortpath prog-bench` to compare against.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+
+#[classifier]
+pub fn ref_from_nic(ctx: TcContext) -> i32 {
+    shortpath_ebpf::reference::from_nic(&ctx)
+}
+
+#[classifier]
+pub fn ref_from_pod(ctx: TcContext) -> i32 {
+    shortpath_ebpf::reference::from_pod(&ctx)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

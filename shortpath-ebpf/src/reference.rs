@@ -1,0 +1,117 @@
+//! The hand-written reference: the article's two redirects as one writes
+//! them for a single pod pair, with addresses, ifindexes and MACs fixed at
+//! load time (frozen `.rodata`, which the verifier treats as constants).
+//! No maps, no counters, no validation beyond what the redirect itself
+//! needs, IPv4 only. Headers are read and written with the same word
+//! accesses as the dataplane's ([`load`](crate::load)).
+//!
+//! Nothing attaches these programs to a node. `shortpath prog-bench` loads
+//! them next to `from_nic` / `from_pod` and times them on the same frames,
+//! so the cost of what shortpath adds (endpoint and route maps, the
+//! router's checks, counters) is a difference measured in one run, not a
+//! figure remembered from elsewhere (docs/PROG_BENCH.md).
+
+use aya_ebpf::{
+    bindings::TC_ACT_OK,
+    helpers::generated::{bpf_redirect, bpf_redirect_peer},
+    programs::TcContext,
+    Global,
+};
+use shortpath_common::csum;
+
+use crate::{
+    load,
+    parse::{EthHdr, Ipv4Hdr, ETH_HLEN, ETH_P_IP, IPV4_HLEN},
+};
+
+/// The local pod's IPv4 address, as its four bytes read natively.
+#[unsafe(no_mangle)]
+pub static REF_POD_ADDR: Global<u32> = Global::new(0);
+/// The pod's host-side veth (the `bpf_redirect_peer` target).
+#[unsafe(no_mangle)]
+pub static REF_POD_IFINDEX: Global<u32> = Global::new(0);
+/// Destination + source MAC of frames into the pod (pod, host veth): the
+/// first 12 bytes of the frame, as three words.
+#[unsafe(no_mangle)]
+pub static REF_POD_L2: Global<[u32; 3]> = Global::new([0; 3]);
+/// The remote pod network and its mask, as their bytes read natively.
+#[unsafe(no_mangle)]
+pub static REF_REMOTE_NET: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static REF_REMOTE_MASK: Global<u32> = Global::new(u32::MAX);
+/// The NIC (the `bpf_redirect` target of pod traffic).
+#[unsafe(no_mangle)]
+pub static REF_NIC_IFINDEX: Global<u32> = Global::new(0);
+/// Destination + source MAC of frames to the remote node (gateway, NIC).
+#[unsafe(no_mangle)]
+pub static REF_NIC_L2: Global<[u32; 3]> = Global::new([0; 3]);
+
+/// The Ethernet and IPv4 headers, if the frame starts with them.
+#[inline(always)]
+fn ipv4(ctx: &TcContext) -> Option<(*mut EthHdr, *mut Ipv4Hdr)> {
+    let data = ctx.data();
+    if data + ETH_HLEN + IPV4_HLEN > ctx.data_end() {
+        return None;
+    }
+    let eth = data as *mut EthHdr;
+    // SAFETY: bounds-checked above.
+    if unsafe { (*eth).proto() } != ETH_P_IP {
+        return None;
+    }
+    Some((eth, (data + ETH_HLEN) as *mut Ipv4Hdr))
+}
+
+/// The router's rewrite: both MACs, TTL − 1 with its checksum update.
+/// `None` (hand to the stack) when the TTL would expire.
+#[inline(always)]
+fn rewrite(eth: *mut EthHdr, ip: *mut Ipv4Hdr, l2: [u32; 3]) -> Option<()> {
+    // SAFETY: both headers were bounds-checked by `ipv4`.
+    unsafe {
+        let ttl = (*ip).ttl;
+        if ttl <= 1 {
+            return None;
+        }
+        let e = eth as *mut u8;
+        load::set_u32(e, l2[0]);
+        load::set_u32(e.add(4), l2[1]);
+        load::set_u32(e.add(8), l2[2]);
+        let check = u16::from_be(load::u16_at((*ip).check.as_ptr()));
+        let check = csum::ipv4_ttl_decrement(check, ttl, (*ip).protocol);
+        load::set_u16((*ip).check.as_mut_ptr(), check.to_be());
+        (*ip).ttl = ttl - 1;
+    }
+    Some(())
+}
+
+/// NIC ingress: a packet for the pod goes into its namespace.
+pub fn from_nic(ctx: &TcContext) -> i32 {
+    let Some((eth, ip)) = ipv4(ctx) else {
+        return TC_ACT_OK;
+    };
+    // SAFETY: bounds-checked by `ipv4`.
+    if unsafe { (*ip).daddr() } != REF_POD_ADDR.load() {
+        return TC_ACT_OK;
+    }
+    if rewrite(eth, ip, REF_POD_L2.load()).is_none() {
+        return TC_ACT_OK;
+    }
+    // SAFETY: a helper call with plain arguments.
+    unsafe { bpf_redirect_peer(REF_POD_IFINDEX.load(), 0) as i32 }
+}
+
+/// Pod veth ingress: a packet for the remote pod network goes out the NIC.
+pub fn from_pod(ctx: &TcContext) -> i32 {
+    let Some((eth, ip)) = ipv4(ctx) else {
+        return TC_ACT_OK;
+    };
+    // SAFETY: bounds-checked by `ipv4`.
+    let dst = unsafe { (*ip).daddr() };
+    if dst & REF_REMOTE_MASK.load() != REF_REMOTE_NET.load() {
+        return TC_ACT_OK;
+    }
+    if rewrite(eth, ip, REF_NIC_L2.load()).is_none() {
+        return TC_ACT_OK;
+    }
+    // SAFETY: a helper call with plain arguments.
+    unsafe { bpf_redirect(REF_NIC_IFINDEX.load(), 0) as i32 }
+}
