@@ -7,6 +7,7 @@ pub mod cni;
 pub mod load;
 pub mod plot;
 pub mod prog;
+mod reference;
 mod result;
 mod run;
 pub mod scale;
@@ -100,6 +101,10 @@ pub enum BenchMode {
     Peer,
     /// Node to node over the NIC: no pod, no bridge, no program.
     Host,
+    /// Peer mode with the hand-written reference programs in front of the
+    /// dataplane's (IPv4, the bench's pod pair only; see `reference.rs`).
+    /// Not in [`BenchMode::ALL`]: asked for by name.
+    Reference,
 }
 
 impl BenchMode {
@@ -116,6 +121,7 @@ impl BenchMode {
             BenchMode::Redirect => "redirect",
             BenchMode::Peer => "peer",
             BenchMode::Host => "host",
+            BenchMode::Reference => "reference",
         }
     }
 
@@ -125,7 +131,7 @@ impl BenchMode {
         match self {
             BenchMode::Bridge | BenchMode::Host => Mode::Bridge,
             BenchMode::Redirect => Mode::Redirect,
-            BenchMode::Peer => Mode::Peer,
+            BenchMode::Peer | BenchMode::Reference => Mode::Peer,
         }
     }
 }
@@ -141,8 +147,11 @@ impl FromStr for BenchMode {
     fn from_str(s: &str) -> Result<Self, String> {
         BenchMode::ALL
             .into_iter()
+            .chain([BenchMode::Reference])
             .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown mode {s:?}: use bridge, redirect, peer or host"))
+            .ok_or_else(|| {
+                format!("unknown mode {s:?}: use bridge, redirect, peer, host or reference")
+            })
     }
 }
 

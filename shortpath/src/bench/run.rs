@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 
 use super::{
     load::{self, LoadOptions, Target, Test},
+    reference,
     result::{BenchResult, BpfStatsRun, Machine, Params, RoundResult},
     scale::EndpointFill,
     stats::{self, ProgramCosts},
@@ -174,6 +175,12 @@ async fn measure(
                 }
             }
             let target = if mode == BenchMode::Host { host } else { pod };
+            // Attached for this mode's tests only; dropped (detached)
+            // before the next mode, and with the run on an error.
+            let mut reference = match mode {
+                BenchMode::Reference => Some(reference::attach(inv, pod.addr).await?),
+                _ => None,
+            };
             for &test in &cfg.tests {
                 let wrap = |e: BenchError| BenchError::Test {
                     mode,
@@ -187,13 +194,15 @@ async fn measure(
                 // from the kernel around each measurement.
                 let counted = cfg.bpf_stats.counted && mode.dataplane() != Mode::Bridge;
                 let before = if counted {
-                    Some(program_runs(inv).await.map_err(wrap)?)
+                    Some(runs(inv, &mut reference).await.map_err(wrap)?)
                 } else {
                     None
                 };
                 let s = once(test, target, cfg, cfg.duration).await.map_err(wrap)?;
                 let programs = match before {
-                    Some(b) => stats::program_costs(&b, &program_runs(inv).await.map_err(wrap)?),
+                    Some(b) => {
+                        stats::program_costs(&b, &runs(inv, &mut reference).await.map_err(wrap)?)
+                    }
                     None => ProgramCosts::new(),
                 };
                 if let Some(f) = fill.as_ref() {
@@ -248,6 +257,18 @@ async fn once(
 }
 
 /// The run-time counters of every program attached in the lab, all nodes.
+/// The run-time counters of what runs in this mode: the reference
+/// programs when they are attached, else the lab's.
+async fn runs(
+    inv: &Inventory,
+    reference: &mut Option<reference::Attached>,
+) -> Result<Vec<ProgramRun>, BenchError> {
+    match reference {
+        Some(r) => r.runs(),
+        None => program_runs(inv).await,
+    }
+}
+
 async fn program_runs(inv: &Inventory) -> Result<Vec<ProgramRun>, BenchError> {
     let mut out = Vec::new();
     for node in &inv.nodes {
