@@ -224,7 +224,8 @@ fn report_writes_markdown_plots_and_json_and_cleans_up() {
     let v: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
     check_summary(&v, &TESTS);
-    for mode in ["redirect", "peer"] {
+    assert!(md.contains("of the hand-written reference"), "{md}");
+    for mode in ["redirect", "peer", "reference"] {
         let ns = &v["summary"][mode]["udp_rr"]["programs"]["from_nic"]["ns_per_packet"];
         assert!(ns.as_f64().is_some_and(|n| n > 0.0), "{mode}: {ns}");
     }

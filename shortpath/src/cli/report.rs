@@ -11,7 +11,7 @@ use crate::{
     bench::{
         self,
         prog::{self, ProgBenchConfig},
-        BenchMode, PathKind,
+        PathKind,
     },
     dataplane::Mode,
     lab::config::Config,
@@ -118,7 +118,7 @@ type Measured = (
 async fn measure(args: &ReportArgs, name: &LabName, lock: &LabLock) -> anyhow::Result<Measured> {
     let bench_args = BenchArgs {
         name: args.name.clone(),
-        modes: BenchMode::ALL.to_vec(),
+        modes: report::modes(),
         tests: report::default_tests(),
         duration: args.duration,
         warmup: 0.5,

@@ -22,6 +22,7 @@ const MODES: &str = "\
 | bridge | eth1 → routing → netfilter → br0 → lxc → backlog → ve0 | nothing: the baseline |
 | redirect | eth1 → `bpf_redirect` → lxc → backlog → ve0 | bridge, netfilter, the node's routing |
 | peer | eth1 → `bpf_redirect_peer` → ve0 | also the backlog queue and its second softirq pass |
+| reference | as peer, through hand-written programs compiled for the benchmark's pod pair | also the maps, checks and counters: the floor of a program on this path |
 | host | eth1 → node socket | the floor: no pod, no bridge, no program |
 ";
 
@@ -259,6 +260,11 @@ fn findings(r: &BenchResult) -> String {
         if let Some(red) = r.get(BenchMode::Redirect, test).and_then(|s| s.vs_bridge) {
             let _ = write!(line, " (redirect: {:+.0} % vs bridge)", (red - 1.0) * 100.0);
         }
+        if let Some(reference) = r.get(BenchMode::Reference, test) {
+            if let Some(x) = bench::stats::ratio(peer.value, reference.value) {
+                let _ = write!(line, ", {:.0} % of the hand-written reference", x * 100.0);
+            }
+        }
         if test.has_latency() {
             if let (Some(p), Some(b)) = (
                 peer.latency,
@@ -278,6 +284,18 @@ fn findings(r: &BenchResult) -> String {
     }
     out.push('\n');
     out
+}
+
+/// The modes a report measures: every dataplane mode, the hand-written
+/// reference right after peer, and the host floor.
+pub fn modes() -> Vec<BenchMode> {
+    let mut m = BenchMode::ALL.to_vec();
+    let at = m
+        .iter()
+        .position(|m| *m == BenchMode::Peer)
+        .map_or(m.len(), |i| i + 1);
+    m.insert(at, BenchMode::Reference);
+    m
 }
 
 /// The default test list of a report.
