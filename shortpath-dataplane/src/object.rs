@@ -196,3 +196,43 @@ impl TcObject {
         .read()
     }
 }
+
+/// The compiler-builtins routines (byte loops, called as BPF functions) a
+/// TC program's code calls: names of the symbols its relocations point at.
+/// The hot paths must have none (docs/DATAPLANE.md, "How the programs
+/// touch keys and headers").
+pub fn builtin_calls(elf: &[u8]) -> Result<Vec<String>, object::Error> {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
+    const BUILTINS: [&str; 5] = ["memset", "memcpy", "memmove", "memcmp", "bcmp"];
+    let file = object::File::parse(elf)?;
+    let mut out = Vec::new();
+    for section in file.sections() {
+        if section.name() != Ok("classifier") {
+            continue;
+        }
+        for (_, reloc) in section.relocations() {
+            let RelocationTarget::Symbol(i) = reloc.target() else {
+                continue;
+            };
+            let name = file.symbol_by_index(i)?.name()?;
+            if BUILTINS.contains(&name) {
+                out.push(name.to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tc_programs_call_no_byte_loop_builtins() {
+        assert_eq!(builtin_calls(TC_OBJECT).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            builtin_calls(REFERENCE_OBJECT).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+}
