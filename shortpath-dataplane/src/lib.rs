@@ -48,7 +48,9 @@ pub use node::{Node, Setting};
 pub use object::TcObject;
 pub use pins::{NodePins, PinRoot, PinRootError, BPFFS};
 pub use pod_cidrs::{read as read_pod_cidrs, sync as sync_pod_cidrs, PodCidrMap};
-pub use run_stats::{node_program_runs, BpfStats, BpfStatsError, ProgramRun, BPF_STATS_SYSCTL};
+pub use run_stats::{
+    node_program_runs, BpfStats, BpfStatsError, Counting, ProgramRun, BPF_STATS_SYSCTL,
+};
 pub use spec::{NodeSpec, PodSpec, Port};
 pub use stack_flows::{read as read_stack_flows, StackFlow, StackFlowMap};
 pub use state::DataplaneState;

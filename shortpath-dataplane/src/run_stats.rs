@@ -1,12 +1,15 @@
 //! What the attached programs cost per packet, from the kernel's bpf_stats:
-//! the run-time counters of every program on a node's ports, and
-//! `kernel.bpf_stats_enabled` turned on for a measurement and put back
-//! afterwards.
+//! the run-time counters of every program on a node's ports, and counting
+//! turned on for a measurement.
 //!
-//! While the sysctl is 1 the kernel reads the clock before and after every
+//! While counting is on the kernel reads the clock before and after every
 //! program run and adds the difference to the program's `run_time_ns`
 //! (`run_cnt` counts the runs). That costs a little on every run, so
-//! figures measured with it on include it.
+//! figures measured with it on include it. Counting is on while
+//! `kernel.bpf_stats_enabled` is 1 or while any process holds a
+//! `BPF_ENABLE_STATS` descriptor (Linux ≥ 5.8), which the kernel closes
+//! when the process ends however it ends: [`BpfStats::enable`] takes the
+//! descriptor, and only falls back to the sysctl where there is none.
 
 use std::io;
 
@@ -67,22 +70,38 @@ pub enum BpfStatsError {
     },
 }
 
-/// `kernel.bpf_stats_enabled` held at 1 for as long as this lives: set if
-/// it was not, and then put back to the value found by [`BpfStats::restore`]
-/// or, on an early return, a panic or a dropped future (Ctrl-C), when
-/// dropped. A value of 1 found is left alone.
-///
-/// The sysctl is global (not per network namespace). A process killed
-/// before it puts the value back leaves it at 1.
+/// How [`BpfStats::enable`] turned counting on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// A `BPF_ENABLE_STATS` descriptor held by the guard: the sysctl is
+    /// untouched, and counting ends when the descriptor closes (the guard
+    /// dropped, or the process gone, even by SIGKILL).
+    Descriptor,
+    /// The kernel has no `BPF_ENABLE_STATS`: the sysctl was 0, the guard
+    /// set it to 1 and puts it back. A process killed before that leaves
+    /// it at 1.
+    Sysctl,
+    /// The sysctl was 1 already: left alone.
+    AlreadyOn,
+}
+
+/// Program run-time counting on for as long as this lives (see
+/// [`Counting`]). With [`Counting::Sysctl`], the value found is put back
+/// by [`BpfStats::restore`] or, on an early return, a panic or a dropped
+/// future (Ctrl-C), when dropped.
 #[derive(Debug)]
 pub struct BpfStats {
     previous: String,
+    how: Counting,
+    /// The `BPF_ENABLE_STATS` descriptor ([`Counting::Descriptor`]).
+    fd: Option<std::os::fd::OwnedFd>,
     /// This guard set the sysctl and has not put it back yet.
     set: bool,
 }
 
 impl BpfStats {
-    /// The sysctl's value now: whether the kernel counts run time.
+    /// The sysctl's value now. (Counting held by a descriptor does not
+    /// show in it.)
     pub fn is_on() -> Result<bool, BpfStatsError> {
         Ok(sysctl::get(BPF_STATS_SYSCTL).map_err(|source| BpfStatsError::Read { source })? != "0")
     }
@@ -91,31 +110,43 @@ impl BpfStats {
     pub fn enable() -> Result<Self, BpfStatsError> {
         let previous =
             sysctl::get(BPF_STATS_SYSCTL).map_err(|source| BpfStatsError::Read { source })?;
+        let guard = |how, fd, set| Self {
+            previous: previous.clone(),
+            how,
+            fd,
+            set,
+        };
         if previous != "0" {
-            return Ok(Self {
-                previous,
-                set: false,
-            });
+            return Ok(guard(Counting::AlreadyOn, None, false));
+        }
+        match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => return Ok(guard(Counting::Descriptor, Some(fd), false)),
+            Err(e) => log::info!("BPF_ENABLE_STATS: {e}; setting {BPF_STATS_SYSCTL} instead"),
         }
         sysctl::set(BPF_STATS_SYSCTL, "1").map_err(|source| BpfStatsError::Enable { source })?;
-        Ok(Self {
-            previous,
-            set: true,
-        })
+        Ok(guard(Counting::Sysctl, None, true))
     }
 
-    /// The value found before [`BpfStats::enable`].
+    /// How counting was turned on.
+    pub fn counting(&self) -> Counting {
+        self.how
+    }
+
+    /// The sysctl's value found before [`BpfStats::enable`].
     pub fn previous(&self) -> &str {
         &self.previous
     }
 
-    /// Whether this guard changed the sysctl (it was 0).
+    /// Whether this guard changed the sysctl (it was 0, and there was no
+    /// `BPF_ENABLE_STATS`).
     pub fn changed(&self) -> bool {
         self.set
     }
 
-    /// Puts the value found back now (nothing if it was 1 already).
+    /// Ends counting now: closes the descriptor, or puts the sysctl's value
+    /// back (nothing if it was 1 already).
     pub fn restore(mut self) -> Result<(), BpfStatsError> {
+        self.fd = None;
         self.put_back()
     }
 

@@ -99,7 +99,12 @@ pub struct Summary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BpfStatsSetting {
-    /// It was 0: set to 1 for the measurements, then put back.
+    /// It was 0: counting on for the run through a `BPF_ENABLE_STATS`
+    /// descriptor, the sysctl untouched; the kernel ends the counting when
+    /// the descriptor closes (the bench's end, however it ends).
+    DescriptorForRun,
+    /// It was 0 and the kernel has no `BPF_ENABLE_STATS`: set to 1 for the
+    /// measurements, then put back.
     SetForRun,
     /// It was 1 already: left alone.
     AlreadyOn,
@@ -131,7 +136,9 @@ impl BpfStatsRun {
             sysctl,
             counted: matches!(
                 sysctl,
-                BpfStatsSetting::SetForRun | BpfStatsSetting::AlreadyOn
+                BpfStatsSetting::DescriptorForRun
+                    | BpfStatsSetting::SetForRun
+                    | BpfStatsSetting::AlreadyOn
             ),
             previous,
             restored: None,

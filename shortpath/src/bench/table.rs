@@ -102,6 +102,11 @@ pub fn bpf_stats_note(r: &BenchResult) -> String {
                 the ns/packet figures include that, and redirect and peer carry it in every test of this run";
     let prev = b.previous.as_deref().unwrap_or("?");
     match b.sysctl {
+        BpfStatsSetting::DescriptorForRun => format!(
+            "Program cost from bpf_stats: counting on for the run through a BPF_ENABLE_STATS descriptor \
+             ({BPF_STATS_SYSCTL} stayed {prev}; the kernel stops counting when the descriptor closes, \
+             however the bench ends); {cost}."
+        ),
         BpfStatsSetting::SetForRun => {
             let back = match b.restored {
                 Some(false) => format!(

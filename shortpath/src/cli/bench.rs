@@ -11,7 +11,7 @@ use crate::{
     bench::{
         self, BenchConfig, BenchMode, BenchResult, BpfStatsRun, BpfStatsSetting, PathKind, Test,
     },
-    dataplane::{BpfStats, Mode, BPF_STATS_SYSCTL},
+    dataplane::{BpfStats, Counting, Mode, BPF_STATS_SYSCTL},
     lab::config::Config,
     names::LabName,
     report,
@@ -196,6 +196,14 @@ impl StatsSwitch {
             return (Self(None), setting);
         }
         match BpfStats::enable() {
+            Ok(g) if g.counting() == Counting::Descriptor => {
+                eprintln!(
+                    "bpf_stats: run-time counting on for this run through a BPF_ENABLE_STATS descriptor ({BPF_STATS_SYSCTL} stays {}; the kernel stops counting when bench exits, however it exits; --no-bpf-stats does not count); {counted}",
+                    g.previous()
+                );
+                let setting = run(DescriptorForRun, g.previous());
+                (Self(Some(g)), setting)
+            }
             Ok(g) if g.changed() => {
                 eprintln!(
                     "bpf_stats: {BPF_STATS_SYSCTL} set to 1 for this run (put back to {} after; --no-bpf-stats leaves it alone); {counted}",
@@ -225,6 +233,11 @@ impl StatsSwitch {
     fn put_back(&mut self) -> Option<bool> {
         let g = self.0.take()?;
         let previous = g.previous().to_owned();
+        if g.counting() == Counting::Descriptor {
+            drop(g);
+            eprintln!("bpf_stats: counting off (descriptor closed)");
+            return None;
+        }
         match g.restore() {
             Ok(()) => {
                 eprintln!("bpf_stats: {BPF_STATS_SYSCTL} put back to {previous}");
