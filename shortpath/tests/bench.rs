@@ -460,7 +460,10 @@ fn bench_counts_program_cost_with_bpf_stats_and_leaves_nothing_on() {
     while !holds_stats_fd(child.id()) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(holds_stats_fd(child.id()), "bench never took the descriptor");
+    assert!(
+        holds_stats_fd(child.id()),
+        "bench never took the descriptor"
+    );
     std::thread::sleep(Duration::from_millis(700));
     let counting = counted_runs(&lab);
     std::thread::sleep(Duration::from_millis(300));

@@ -61,8 +61,9 @@ pub struct BenchArgs {
     /// Write SVG plots into this directory.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Leave kernel.bpf_stats_enabled alone (by default it is set to 1 for
-    /// the run and put back after, to measure the programs' ns/packet).
+    /// Count no program run time (by default the kernel counts it for the
+    /// run, through a BPF_ENABLE_STATS descriptor, to measure the programs'
+    /// ns/packet).
     #[arg(long)]
     pub no_bpf_stats: bool,
     /// Fill every node's endpoint map with synthetic entries (stack-only,
@@ -164,9 +165,9 @@ pub async fn measure(
     Ok(r)
 }
 
-/// `kernel.bpf_stats_enabled` for one bench: what it did is printed, and
-/// the value found is put back when the bench ends, fails or is dropped
-/// by a signal.
+/// Program run-time counting for one bench: how it was turned on is
+/// printed, and it ends when the bench ends, fails or is dropped by a
+/// signal (a descriptor closes; a sysctl set is put back).
 struct StatsSwitch(Option<BpfStats>);
 
 impl StatsSwitch {

@@ -46,8 +46,8 @@ pub struct ReportArgs {
     /// Probe packets per mode for the kernel path trace (0: no trace).
     #[arg(long, default_value_t = 10_000)]
     trace_packets: u32,
-    /// Leave kernel.bpf_stats_enabled alone (by default the bench sets it
-    /// to 1 and puts it back, to measure the programs' ns/packet).
+    /// Count no program run time (by default the bench has the kernel count
+    /// it for the run, to measure the programs' ns/packet).
     #[arg(long)]
     no_bpf_stats: bool,
     /// Endpoint-map sizes of the scale section ("Cost against the number
