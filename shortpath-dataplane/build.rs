@@ -20,7 +20,7 @@ const OBJECTS: [&str; 3] = ["shortpath-tc", "shortpath-trace", "shortpath-refere
 
 /// Architectures whose kernels have `CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS`:
 /// their verifier accepts unaligned packet loads and stores.
-const UNALIGNED_PACKET_ACCESS: [&str; 4] = ["x86_64", "aarch64", "powerpc64", "s390x"];
+const UNALIGNED_PACKET_ACCESS: [&str; 3] = ["x86_64", "aarch64", "s390x"];
 
 const SETUP: &str =
     "run scripts/setup.sh (the pinned nightly with rust-src, and bpf-linker for its LLVM)";

@@ -197,8 +197,8 @@ impl TcObject {
     }
 }
 
-/// The compiler-builtins routines (byte loops, called as BPF functions) a
-/// TC program's code calls: names of the symbols its relocations point at.
+/// The compiler-builtins routines (byte loops, called as BPF functions) an
+/// object's code calls: names of the symbols its relocations point at.
 /// The hot paths must have none (docs/DATAPLANE.md, "How the programs
 /// touch keys and headers").
 pub fn builtin_calls(elf: &[u8]) -> Result<Vec<String>, object::Error> {
@@ -206,8 +206,10 @@ pub fn builtin_calls(elf: &[u8]) -> Result<Vec<String>, object::Error> {
     const BUILTINS: [&str; 5] = ["memset", "memcpy", "memmove", "memcmp", "bcmp"];
     let file = object::File::parse(elf)?;
     let mut out = Vec::new();
+    // Program sections and `.text` (BPF-to-BPF subprograms; the builtins'
+    // own bodies live there too, and call nothing).
     for section in file.sections() {
-        if section.name() != Ok("classifier") {
+        if section.kind() != object::SectionKind::Text {
             continue;
         }
         for (_, reloc) in section.relocations() {

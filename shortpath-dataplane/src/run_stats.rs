@@ -108,23 +108,31 @@ impl BpfStats {
 
     /// Turns counting on for the life of the returned guard.
     pub fn enable() -> Result<Self, BpfStatsError> {
-        let previous =
-            sysctl::get(BPF_STATS_SYSCTL).map_err(|source| BpfStatsError::Read { source })?;
-        let guard = |how, fd, set| Self {
-            previous: previous.clone(),
+        let found = sysctl::get(BPF_STATS_SYSCTL);
+        let guard = |previous: &str, how, fd, set| Self {
+            previous: previous.to_owned(),
             how,
             fd,
             set,
         };
-        if previous != "0" {
-            return Ok(guard(Counting::AlreadyOn, None, false));
+        if let Ok(v) = &found {
+            if v != "0" {
+                return Ok(guard(v, Counting::AlreadyOn, None, false));
+            }
         }
+        // The descriptor needs no /proc/sys: tried even when the sysctl
+        // cannot be read.
+        let unread = "unreadable";
         match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-            Ok(fd) => return Ok(guard(Counting::Descriptor, Some(fd), false)),
+            Ok(fd) => {
+                let previous = found.as_deref().unwrap_or(unread);
+                return Ok(guard(previous, Counting::Descriptor, Some(fd), false));
+            }
             Err(e) => log::info!("BPF_ENABLE_STATS: {e}; setting {BPF_STATS_SYSCTL} instead"),
         }
+        let previous = found.map_err(|source| BpfStatsError::Read { source })?;
         sysctl::set(BPF_STATS_SYSCTL, "1").map_err(|source| BpfStatsError::Enable { source })?;
-        Ok(guard(Counting::Sysctl, None, true))
+        Ok(guard(&previous, Counting::Sysctl, None, true))
     }
 
     /// How counting was turned on.

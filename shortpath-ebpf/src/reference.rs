@@ -1,18 +1,23 @@
 //! The hand-written reference: the article's two redirects as one writes
 //! them for a single pod pair, with addresses, ifindexes and MACs fixed at
 //! load time (frozen `.rodata`, which the verifier treats as constants).
-//! No maps, no counters, no validation beyond what the redirect itself
-//! needs, IPv4 only. Headers are read and written with the same word
-//! accesses as the dataplane's ([`load`](crate::load)).
+//! No map lookups, no counters, no validation beyond what the redirect
+//! itself needs, IPv4 only. Every other packet is handed on with
+//! `TC_ACT_UNSPEC`: under TCX the next program (the dataplane's) runs.
+//! Headers are read and written with the same word accesses as the
+//! dataplane's ([`load`](crate::load)).
 //!
-//! Nothing attaches these programs to a node. `shortpath prog-bench` loads
-//! them next to `from_nic` / `from_pod` and times them on the same frames,
-//! so the cost of what shortpath adds (endpoint and route maps, the
-//! router's checks, counters) is a difference measured in one run, not a
-//! figure remembered from elsewhere (docs/PROG_BENCH.md).
+//! `shortpath prog-bench` times these programs next to `from_nic` /
+//! `from_pod` on the same frames, and `shortpath bench --modes reference`
+//! attaches them in front of the dataplane's for the bench's pod pair, so
+//! the cost of what shortpath adds (endpoint and route maps, the router's
+//! checks, counters) is a difference measured in one run, not a figure
+//! remembered from elsewhere (docs/PROG_BENCH.md, docs/BENCH.md). The
+//! object carries the crate's map definitions (every binary of the crate
+//! does), which the loader creates and these programs never use.
 
 use aya_ebpf::{
-    bindings::TC_ACT_OK,
+    bindings::TC_ACT_UNSPEC,
     helpers::generated::{bpf_redirect, bpf_redirect_peer},
     programs::TcContext,
     Global,
@@ -86,14 +91,14 @@ fn rewrite(eth: *mut EthHdr, ip: *mut Ipv4Hdr, l2: [u32; 3]) -> Option<()> {
 /// NIC ingress: a packet for the pod goes into its namespace.
 pub fn from_nic(ctx: &TcContext) -> i32 {
     let Some((eth, ip)) = ipv4(ctx) else {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     };
     // SAFETY: bounds-checked by `ipv4`.
     if unsafe { (*ip).daddr() } != REF_POD_ADDR.load() {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     }
     if rewrite(eth, ip, REF_POD_L2.load()).is_none() {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     }
     // SAFETY: a helper call with plain arguments.
     unsafe { bpf_redirect_peer(REF_POD_IFINDEX.load(), 0) as i32 }
@@ -102,15 +107,15 @@ pub fn from_nic(ctx: &TcContext) -> i32 {
 /// Pod veth ingress: a packet for the remote pod network goes out the NIC.
 pub fn from_pod(ctx: &TcContext) -> i32 {
     let Some((eth, ip)) = ipv4(ctx) else {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     };
     // SAFETY: bounds-checked by `ipv4`.
     let dst = unsafe { (*ip).daddr() };
     if dst & REF_REMOTE_MASK.load() != REF_REMOTE_NET.load() {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     }
     if rewrite(eth, ip, REF_NIC_L2.load()).is_none() {
-        return TC_ACT_OK;
+        return TC_ACT_UNSPEC;
     }
     // SAFETY: a helper call with plain arguments.
     unsafe { bpf_redirect(REF_NIC_IFINDEX.load(), 0) as i32 }

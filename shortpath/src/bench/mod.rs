@@ -7,7 +7,7 @@ pub mod cni;
 pub mod load;
 pub mod plot;
 pub mod prog;
-mod reference;
+pub mod reference;
 mod result;
 mod run;
 pub mod scale;

@@ -1,22 +1,27 @@
 //! The `reference` bench mode: the lab in peer mode, with the hand-written
 //! programs (`shortpath_ebpf::reference`) attached in front of the
 //! dataplane's on both nodes, compiled for the bench's pod pair. They
-//! redirect the pair's packets themselves, so the dataplane's programs
-//! never see them, and their bpf_stats counters give the floor under the
-//! same load, in the same run, as the `peer` row.
+//! redirect the pair's IPv4 packets themselves, so the dataplane's
+//! programs never see those, and hand every other packet on to them
+//! (`TC_ACT_UNSPEC`: the next program of the TCX chain). Their bpf_stats
+//! counters give the floor under the same load, in the same run, as the
+//! `peer` row.
 //!
 //! The links are TCX links held by this process (nothing is pinned):
 //! dropping [`Attached`], or the process dying, detaches them.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use aya::programs::{tc::TcAttachOptions, LinkOrder, TcAttachType};
 
-use super::{prog::Topology, BenchError};
+use super::BenchError;
 use crate::{
     dataplane::{
+        self,
         reference::{ReferenceObject, ReferenceParams},
         DataplaneError, Hook, ProgramRun,
     },
-    lab::Inventory,
+    lab::{Inventory, NodeInfo, PodInfo},
     netns::{self, Netns},
 };
 
@@ -27,6 +32,81 @@ pub struct Attached {
     nodes: Vec<(String, ReferenceObject)>,
 }
 
+/// One node's side of the pair: where to attach, and what to compile in.
+struct Side {
+    node: String,
+    netns: String,
+    nic: String,
+    pod_host_if: String,
+    params: ReferenceParams,
+}
+
+fn v4(a: Option<IpAddr>) -> Option<Ipv4Addr> {
+    match a {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    }
+}
+
+/// The bench's pods: the first of each of the first two nodes.
+fn pair(inv: &Inventory) -> Result<[(&NodeInfo, &PodInfo); 2], String> {
+    let [a, b, ..] = inv.nodes.as_slice() else {
+        return Err(format!(
+            "{} node(s), the reference needs two",
+            inv.nodes.len()
+        ));
+    };
+    Ok([first_pod(inv, a)?, first_pod(inv, b)?])
+}
+
+fn first_pod<'a>(
+    inv: &'a Inventory,
+    n: &'a NodeInfo,
+) -> Result<(&'a NodeInfo, &'a PodInfo), String> {
+    inv.pods_of(&n.name)
+        .next()
+        .map(|p| (n, p))
+        .ok_or_else(|| format!("{} has no pod", n.name))
+}
+
+/// Why the reference cannot run on `inv` on this machine, if it cannot:
+/// it needs TCX links (Linux ≥ 6.6) and an IPv4 pod on each of the first
+/// two nodes, with IPv4 NICs.
+pub fn applicable(inv: &Inventory) -> Result<(), String> {
+    if !dataplane::tcx_supported() {
+        return Err("the kernel has no TCX links (Linux ≥ 6.6)".into());
+    }
+    sides(inv).map(drop)
+}
+
+fn sides(inv: &Inventory) -> Result<[Side; 2], String> {
+    let [(na, pa), (nb, pb)] = pair(inv)?;
+    let side = |(n, p): (&NodeInfo, &PodInfo), (rn, rp): (&NodeInfo, &PodInfo)| {
+        let need = |what: &str| format!("{what} has no IPv4 address");
+        let pod_addr = v4(p.ipv4).ok_or_else(|| need(p.name.as_str()))?;
+        let remote = v4(rp.ipv4).ok_or_else(|| need(rp.name.as_str()))?;
+        v4(n.nic.ipv4).ok_or_else(|| need(&format!("{}'s {}", n.name, n.nic.name)))?;
+        v4(rn.nic.ipv4).ok_or_else(|| need(&format!("{}'s {}", rn.name, rn.nic.name)))?;
+        Ok::<_, String>(Side {
+            node: n.name.to_string(),
+            netns: n.netns.clone(),
+            nic: n.nic.name.clone(),
+            pod_host_if: p.host_if.name.clone(),
+            params: ReferenceParams {
+                pod_addr,
+                pod_host_ifindex: p.host_if.ifindex,
+                pod_mac: p.mac.0,
+                host_mac: p.host_if.mac.0,
+                remote: ipnet::Ipv4Net::new(remote, 32).expect("a /32"),
+                nic_ifindex: n.nic.ifindex,
+                nic_mac: n.nic.mac.0,
+                gateway_mac: rn.nic.mac.0,
+            },
+        })
+    };
+    Ok([side((na, pa), (nb, pb))?, side((nb, pb), (na, pa))?])
+}
+
 fn error(node: &str, e: DataplaneError) -> BenchError {
     BenchError::ProgramRuns {
         node: node.to_owned(),
@@ -34,38 +114,35 @@ fn error(node: &str, e: DataplaneError) -> BenchError {
     }
 }
 
-fn topology_err(inv: &Inventory, what: String) -> BenchError {
-    BenchError::Topology {
+/// Loads and attaches the reference on both nodes of `inv`, for the
+/// bench's pods; `server` (the address the load goes to) must be the
+/// second node's pod's IPv4 address.
+pub async fn attach(inv: &Inventory, server: IpAddr) -> Result<Attached, BenchError> {
+    let topology = |what: String| BenchError::Topology {
         lab: inv.name.to_string(),
-        what,
+        what: format!("reference mode: {what}"),
+    };
+    applicable(inv).map_err(topology)?;
+    let sides = sides(inv).map_err(topology)?;
+    if IpAddr::V4(sides[1].params.pod_addr) != server {
+        return Err(topology(format!(
+            "the hand-written programs serve IPv4 between the first pods of the first two nodes, the bench sends to {server}"
+        )));
     }
-}
-
-/// Loads and attaches the reference on both nodes of `inv`: on each, for
-/// its first dual-stack pod and the other node's, which must be the
-/// bench's pods (`server`: the address the load goes to).
-pub async fn attach(inv: &Inventory, server: std::net::IpAddr) -> Result<Attached, BenchError> {
     let mut nodes = Vec::new();
-    for first in 0..2 {
-        let mut view = inv.clone();
-        view.nodes.rotate_left(first);
-        let t = Topology::from_inventory(&view)
-            .map_err(|e| topology_err(inv, format!("reference mode: {e}")))?;
-        if first == 0 && t.remote.ipv4 != Some(server) {
-            return Err(topology_err(
-                inv,
-                format!(
-                    "reference mode: the hand-written programs serve IPv4 between {} and {}, the bench sends to {server}",
-                    t.sender.name, t.remote.name
-                ),
-            ));
-        }
-        let params = t.reference();
-        let (nic, pod) = (t.nic.name.clone(), t.sender.host_if.name.clone());
-        let node = t.node.clone();
-        let obj = netns::run_in(&Netns::new(&t.netns), move || load(&params, &nic, &pod))
-            .await?
-            .map_err(|e| error(&node, e))?;
+    for s in sides {
+        let Side {
+            node,
+            netns,
+            nic,
+            pod_host_if,
+            params,
+        } = s;
+        let obj = netns::run_in(&Netns::new(&netns), move || {
+            load(&params, &nic, &pod_host_if)
+        })
+        .await?
+        .map_err(|e| error(&node, e))?;
         nodes.push((node, obj));
     }
     Ok(Attached { nodes })

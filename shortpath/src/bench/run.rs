@@ -256,7 +256,6 @@ async fn once(
         .map_err(|_| BenchError::Panicked)?
 }
 
-/// The run-time counters of every program attached in the lab, all nodes.
 /// The run-time counters of what runs in this mode: the reference
 /// programs when they are attached, else the lab's.
 async fn runs(
@@ -269,6 +268,7 @@ async fn runs(
     }
 }
 
+/// The run-time counters of every program attached in the lab, all nodes.
 async fn program_runs(inv: &Inventory) -> Result<Vec<ProgramRun>, BenchError> {
     let mut out = Vec::new();
     for node in &inv.nodes {

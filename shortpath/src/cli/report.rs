@@ -116,9 +116,13 @@ type Measured = (
 
 /// Bench, scale, then trace, on the report's lab.
 async fn measure(args: &ReportArgs, name: &LabName, lock: &LabLock) -> anyhow::Result<Measured> {
+    let reference = bench::reference::applicable(&crate::lab::inventory(name).await?);
+    if let Err(why) = &reference {
+        eprintln!("report: no `reference` mode (the hand-written programs): {why}");
+    }
     let bench_args = BenchArgs {
         name: args.name.clone(),
-        modes: report::modes(),
+        modes: report::modes(&reference),
         tests: report::default_tests(),
         duration: args.duration,
         warmup: 0.5,

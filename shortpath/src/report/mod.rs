@@ -287,14 +287,17 @@ fn findings(r: &BenchResult) -> String {
 }
 
 /// The modes a report measures: every dataplane mode, the hand-written
-/// reference right after peer, and the host floor.
-pub fn modes() -> Vec<BenchMode> {
+/// reference right after peer when it can run on the lab (`reference`:
+/// why it cannot), and the host floor.
+pub fn modes(reference: &Result<(), String>) -> Vec<BenchMode> {
     let mut m = BenchMode::ALL.to_vec();
-    let at = m
-        .iter()
-        .position(|m| *m == BenchMode::Peer)
-        .map_or(m.len(), |i| i + 1);
-    m.insert(at, BenchMode::Reference);
+    if reference.is_ok() {
+        let at = m
+            .iter()
+            .position(|m| *m == BenchMode::Peer)
+            .map_or(m.len(), |i| i + 1);
+        m.insert(at, BenchMode::Reference);
+    }
     m
 }
 

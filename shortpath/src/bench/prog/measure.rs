@@ -57,6 +57,7 @@ fn verdict_name(v: u32) -> String {
         TC_ACT_OK => "TC_ACT_OK".into(),
         TC_ACT_REDIRECT => "TC_ACT_REDIRECT".into(),
         2 => "TC_ACT_SHOT".into(),
+        u32::MAX => "TC_ACT_UNSPEC".into(),
         v => format!("verdict {v}"),
     }
 }
