@@ -480,6 +480,73 @@ fn bench_counts_program_cost_with_bpf_stats_and_leaves_nothing_on() {
     );
 }
 
+/// Names of the BPF programs loaded in the kernel that start with `prefix`.
+fn loaded_programs(prefix: &str) -> Vec<String> {
+    let o = std::process::Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bench_reference_mode_times_the_hand_written_programs_and_detaches_them() {
+    root_or_skip!();
+    let _sysctl = SYSCTL.read().unwrap_or_else(|e| e.into_inner());
+    let lab = TestLab::up_with("br", None, &["--mode", "peer"]);
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let o = ok(shortpath(&[
+        "bench",
+        "--name",
+        &lab.name,
+        "--modes",
+        "peer,reference",
+        "--tests",
+        "udp_rr,udp_pps",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--rounds",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    let out = stdout(&o);
+    assert!(out.contains("REFERENCE"), "{out}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for mode in ["peer", "reference"] {
+        for test in ["udp_rr", "udp_pps"] {
+            let s = &v["summary"][mode][test];
+            for hook in ["from_nic", "from_pod"] {
+                let p = &s["programs"][hook];
+                assert!(
+                    p["ns_per_packet"].as_f64().is_some_and(|n| n > 1.0),
+                    "{mode} {test} {hook}: {p}"
+                );
+                // The pair's packets went through the programs of the row:
+                // the reference's took them away from the dataplane's.
+                let runs = p["run_count"].as_f64().unwrap();
+                let least =
+                    s["min"].as_f64().unwrap() * if test == "udp_pps" { 1000.0 } else { 1.0 };
+                assert!(runs >= least * 0.5 * 2.0 * 0.8, "{mode} {test} {hook}: {p}");
+            }
+        }
+    }
+    // Nothing of the reference is left, and the lab is as it was.
+    assert_eq!(loaded_programs("ref_from_"), Vec::<String>::new());
+    let status = stdout(&ok(shortpath(&["lab", "status", "--name", &lab.name])));
+    assert!(status.contains("mode peer"), "{status}");
+}
+
 /// (node, real, synthetic) of every node's pinned endpoint map.
 /// Ctrl-C to a running bench: it must stop with 130 (interrupted).
 fn interrupt(child: std::process::Child) -> std::process::Output {
