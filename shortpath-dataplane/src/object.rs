@@ -229,6 +229,38 @@ pub fn builtin_calls(elf: &[u8]) -> Result<Vec<String>, object::Error> {
 mod tests {
     use super::*;
 
+    /// The functions in an object's code sections, builtins aside.
+    fn programs(elf: &[u8]) -> Vec<String> {
+        use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SymbolKind};
+        let file = object::File::parse(elf).unwrap();
+        let mut out: Vec<String> = file
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.is_global())
+            .filter(|s| {
+                s.section_index()
+                    .and_then(|i| file.section_by_index(i).ok())
+                    .is_some_and(|sec| sec.name() != Ok(".text"))
+            })
+            .map(|s| s.name().unwrap().to_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn each_object_holds_only_its_own_programs() {
+        assert_eq!(programs(TC_OBJECT), ["from_nic", "from_pod"]);
+        assert_eq!(programs(REFERENCE_OBJECT), ["ref_from_nic", "ref_from_pod"]);
+        let trace = programs(TRACE_OBJECT);
+        assert!(!trace.is_empty(), "{trace:?}");
+        assert!(
+            trace
+                .iter()
+                .all(|p| !p.starts_with("from_") && !p.starts_with("ref_")),
+            "{trace:?}"
+        );
+    }
+
     #[test]
     fn tc_programs_call_no_byte_loop_builtins() {
         assert_eq!(builtin_calls(TC_OBJECT).unwrap(), Vec::<String>::new());

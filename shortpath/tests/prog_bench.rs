@@ -77,7 +77,7 @@ fn check_json(v: &Value) {
                 s["entries"].as_u64().unwrap(),
             );
             // Never fewer than asked; more only where the cases need them;
-            // none for the reference, which has no map.
+            // none for the reference, which uses no endpoint map.
             let reference = c["program"].as_str().unwrap().starts_with("ref_");
             assert!(
                 if reference {

@@ -1,6 +1,8 @@
 //! The packet-path tracer object: BTF tracepoint programs loaded by
 //! `shortpath trace`. Separate from the dataplane object so that loading
-//! one never creates the other's maps.
+//! one never loads the other's programs. (The library's map definitions
+//! come along into every object; those no program uses are created at load
+//! and freed with the loader.)
 #![no_std]
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! One fresh, unpinned object per program, its maps filled with what the
 //! cases need, then padded with synthetic endpoints to each map size; and
-//! the hand-written reference, which has no maps.
+//! the hand-written reference, which looks up no map.
 
 use std::net::IpAddr;
 

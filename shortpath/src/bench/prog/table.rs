@@ -58,7 +58,7 @@ pub fn table(r: &ProgBenchResult) -> String {
             .cases
             .iter()
             .filter_map(|c| c.sizes.get(i).map(|s| (c.program, s.entries)))
-            // 0: the hand-written reference, which has no map.
+            // 0: the hand-written reference, which uses no endpoint map.
             .filter(|(_, e)| e != n && *e != 0)
             .collect();
         held.dedup();
