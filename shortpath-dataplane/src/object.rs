@@ -65,6 +65,23 @@ pub fn mode_offset() -> Option<usize> {
     })
 }
 
+/// The TC program `name` of `ebpf`, loaded into the kernel (verified) on
+/// first use.
+pub(crate) fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DataplaneError> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::NoProgram(name))?
+        .try_into()
+        .map_err(|e| DataplaneError::program(name, e))?;
+    if prog.fd().is_err() {
+        prog.load().map_err(|e| DataplaneError::program(name, e))?;
+    }
+    Ok(prog)
+}
+
 /// One generation of the TC programs, with `mode` frozen in `.rodata`.
 pub struct TcObject {
     ebpf: Ebpf,
@@ -93,17 +110,7 @@ impl TcObject {
 
     /// The program for `hook`, loaded into the kernel (verified) on first use.
     pub fn program(&mut self, hook: Hook) -> Result<&mut SchedClassifier, DataplaneError> {
-        let name = hook.program();
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(DataplaneError::NoProgram(name))?
-            .try_into()
-            .map_err(|e| DataplaneError::program(name, e))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(|e| DataplaneError::program(name, e))?;
-        }
-        Ok(prog)
+        classifier(&mut self.ebpf, hook.program())
     }
 
     /// The endpoint map of this generation.

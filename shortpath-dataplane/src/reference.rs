@@ -7,7 +7,10 @@ use std::net::Ipv4Addr;
 
 use aya::{programs::SchedClassifier, Ebpf, EbpfLoader};
 
-use crate::{object::REFERENCE_OBJECT, DataplaneError, Hook};
+use crate::{
+    object::{classifier, REFERENCE_OBJECT},
+    DataplaneError, Hook,
+};
 
 /// What the reference programs' names start with.
 pub const REFERENCE_PREFIX: &str = "ref_";
@@ -68,17 +71,7 @@ impl ReferenceObject {
 
     /// The reference program for `hook`, loaded (verified) on first use.
     pub fn program(&mut self, hook: Hook) -> Result<&mut SchedClassifier, DataplaneError> {
-        let name = Self::name(hook);
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(DataplaneError::NoProgram(name))?
-            .try_into()
-            .map_err(|e| DataplaneError::program(name, e))?;
-        if prog.fd().is_err() {
-            prog.load().map_err(|e| DataplaneError::program(name, e))?;
-        }
-        Ok(prog)
+        classifier(&mut self.ebpf, Self::name(hook))
     }
 
     /// The program's name in the object: [`REFERENCE_PREFIX`] and the

@@ -305,6 +305,12 @@ fn check_scale(out: &std::path::Path) {
 
 /// The bench of `args` on `lab`, peer mode, short: its JSON and output.
 fn peer_bench(lab: &TestLab, extra: &[&str]) -> (Value, String, String) {
+    short_bench(lab, "peer", extra)
+}
+
+/// A short bench of `modes` (udp_rr and udp_pps) on `lab`: its JSON and
+/// output.
+fn short_bench(lab: &TestLab, modes: &str, extra: &[&str]) -> (Value, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("b.json");
     let mut args = vec![
@@ -312,7 +318,7 @@ fn peer_bench(lab: &TestLab, extra: &[&str]) -> (Value, String, String) {
         "--name",
         &lab.name,
         "--modes",
-        "peer",
+        modes,
         "--tests",
         "udp_rr,udp_pps",
         "--duration",
@@ -501,28 +507,8 @@ fn bench_reference_mode_times_the_hand_written_programs_and_detaches_them() {
     root_or_skip!();
     let _sysctl = SYSCTL.read().unwrap_or_else(|e| e.into_inner());
     let lab = TestLab::up_with("br", None, &["--mode", "peer"]);
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("b.json");
-    let o = ok(shortpath(&[
-        "bench",
-        "--name",
-        &lab.name,
-        "--modes",
-        "peer,reference",
-        "--tests",
-        "udp_rr,udp_pps",
-        "--duration",
-        "0.5",
-        "--warmup",
-        "0.1",
-        "--rounds",
-        "2",
-        "--json",
-        json.to_str().unwrap(),
-    ]));
-    let out = stdout(&o);
+    let (v, out, _) = short_bench(&lab, "peer,reference", &[]);
     assert!(out.contains("REFERENCE"), "{out}");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for mode in ["peer", "reference"] {
         for test in ["udp_rr", "udp_pps"] {
             let s = &v["summary"][mode][test];

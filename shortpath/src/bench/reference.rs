@@ -73,13 +73,14 @@ fn first_pod<'a>(
 /// it needs TCX links (Linux ≥ 6.6) and an IPv4 pod on each of the first
 /// two nodes, with IPv4 NICs.
 pub fn applicable(inv: &Inventory) -> Result<(), String> {
-    if !dataplane::tcx_supported() {
-        return Err("the kernel has no TCX links (Linux ≥ 6.6)".into());
-    }
     sides(inv).map(drop)
 }
 
+/// Both nodes' sides, or why the reference cannot run (see [`applicable`]).
 fn sides(inv: &Inventory) -> Result<[Side; 2], String> {
+    if !dataplane::tcx_supported() {
+        return Err("the kernel has no TCX links (Linux ≥ 6.6)".into());
+    }
     let [(na, pa), (nb, pb)] = pair(inv)?;
     let side = |(n, p): (&NodeInfo, &PodInfo), (rn, rp): (&NodeInfo, &PodInfo)| {
         let need = |what: &str| format!("{what} has no IPv4 address");
@@ -122,7 +123,6 @@ pub async fn attach(inv: &Inventory, server: IpAddr) -> Result<Attached, BenchEr
         lab: inv.name.to_string(),
         what: format!("reference mode: {what}"),
     };
-    applicable(inv).map_err(topology)?;
     let sides = sides(inv).map_err(topology)?;
     if IpAddr::V4(sides[1].params.pod_addr) != server {
         return Err(topology(format!(
