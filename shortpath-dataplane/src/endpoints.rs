@@ -2,10 +2,13 @@
 
 use std::{collections::HashMap as StdMap, net::IpAddr};
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::MapData;
 use shortpath_common::endpoint::{Endpoint, EndpointKey, KERNEL_FLAGS};
 
-use super::{object::MAP_ENDPOINTS, DataplaneError, NodeSpec};
+use super::{
+    endpoint_maps::{map_err as err, EndpointMaps},
+    DataplaneError, NodeSpec,
+};
 
 pub fn key(addr: IpAddr) -> EndpointKey {
     match addr {
@@ -32,7 +35,7 @@ pub fn entries(spec: &NodeSpec) -> StdMap<EndpointKey, Endpoint> {
     out
 }
 
-/// Removes `addrs` from the endpoint map pinned for node `node` under
+/// Removes `addrs` from the endpoint maps pinned for node `node` under
 /// `root`, without loading anything (the CNI plugin's DEL while the agent
 /// is down). A node without pins, or absent addresses, are fine.
 pub fn remove_pinned(
@@ -43,13 +46,10 @@ pub fn remove_pinned(
     let Some(pins) = crate::NodePins::existing(root, node)? else {
         return Ok(0);
     };
-    let md = match MapData::from_pin(pins.maps().join(MAP_ENDPOINTS)) {
-        Ok(md) => md,
-        Err(_) => return Ok(0),
-    };
-    let mut map: HashMap<MapData, EndpointKey, Endpoint> =
-        HashMap::try_from(aya::maps::Map::HashMap(md))
-            .map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
+    if !EndpointMaps::are_pinned(&pins.maps()) {
+        return Ok(0);
+    }
+    let mut map = EndpointMaps::pinned(&pins.maps())?;
     let mut n = 0;
     for a in addrs {
         if map.remove(&key(*a)).is_ok() {
@@ -62,10 +62,9 @@ pub fn remove_pinned(
 /// Makes `map` hold exactly `want`: stale keys removed, the rest written.
 /// Returns (written, removed).
 pub fn sync<T: std::borrow::BorrowMut<MapData>>(
-    map: &mut HashMap<T, EndpointKey, Endpoint>,
+    map: &mut EndpointMaps<T>,
     want: &StdMap<EndpointKey, Endpoint>,
 ) -> Result<(usize, usize), DataplaneError> {
-    let err = |e| DataplaneError::map(MAP_ENDPOINTS, e);
     let stale: Vec<EndpointKey> = map
         .keys()
         .collect::<Result<Vec<_>, _>>()
@@ -87,11 +86,10 @@ pub fn sync<T: std::borrow::BorrowMut<MapData>>(
 /// only in those is left alone. (A program may set such a flag between
 /// the read and the write; it sets it again on the pod's next packet.)
 pub fn write<T: std::borrow::BorrowMut<MapData>>(
-    map: &mut HashMap<T, EndpointKey, Endpoint>,
+    map: &mut EndpointMaps<T>,
     k: &EndpointKey,
     want: &Endpoint,
 ) -> Result<(), DataplaneError> {
-    let err = |e| DataplaneError::map(MAP_ENDPOINTS, e);
     let v = match map.get(k, 0) {
         Ok(have) => match merge(&have, want) {
             Some(v) => v,

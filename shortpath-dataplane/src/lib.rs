@@ -13,6 +13,7 @@
 
 mod attach;
 pub mod counters;
+mod endpoint_maps;
 mod endpoints;
 mod error;
 pub mod kernel;
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use shortpath_common::mode::FastPath;
 
 pub use attach::{apply, prepare, status, ProgramStatus, RunStats};
+pub use endpoint_maps::{map_err as endpoint_map_error, EndpointMaps};
 pub use endpoints::{entries as endpoint_entries, remove_pinned as remove_pinned_addresses};
 pub use error::{DataplaneError, VERIFIER_LOG_ENV};
 pub use names::{NodeName, PinName};

@@ -16,7 +16,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{Map, MapData};
 use aya::programs::SchedClassifier;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -25,8 +25,9 @@ use shortpath_common::endpoint::{Endpoint, EndpointKey, AF_INET, AF_INET6};
 use crate::{
     attach::{self, ProgramStatus},
     counters::{self, ReasonCounts},
+    endpoint_maps::{self, EndpointMaps},
     endpoints, kernel, next_hops,
-    object::{MAP_ENDPOINTS, MAP_NEXT_HOPS, MAP_POD_CIDRS, MAP_STACK_FLOWS, PINNED_MAPS},
+    object::{MAP_NEXT_HOPS, MAP_POD_CIDRS, MAP_STACK_FLOWS, PINNED_MAPS},
     pins::{self, NodePins, PinRoot},
     pod_cidrs::{self, PodCidrMap},
     stack_flows::{self, StackFlow, StackFlowMap},
@@ -243,10 +244,8 @@ impl Node {
         Ok(())
     }
 
-    fn endpoint_map(&self) -> Result<HashMap<MapData, EndpointKey, Endpoint>, DataplaneError> {
-        let path = self.pins()?.maps().join(MAP_ENDPOINTS);
-        let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
-        HashMap::try_from(Map::HashMap(md)).map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))
+    fn endpoint_map(&self) -> Result<EndpointMaps<MapData>, DataplaneError> {
+        EndpointMaps::pinned(&self.pins()?.maps())
     }
 
     /// The map's entry for one address.
@@ -254,7 +253,7 @@ impl Node {
         match self.endpoint_map()?.get(&endpoints::key(addr), 0) {
             Ok(e) => Ok(Some(endpoints::intent(e))),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(DataplaneError::map(MAP_ENDPOINTS, e)),
+            Err(e) => Err(endpoint_maps::map_err(e)),
         }
     }
 
@@ -264,7 +263,7 @@ impl Node {
         let map = self.endpoint_map()?;
         let mut out = BTreeMap::new();
         for kv in map.iter() {
-            let (k, v) = kv.map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
+            let (k, v) = kv.map_err(|e| endpoint_maps::map_err(e))?;
             if let Some(a) = key_addr(&k) {
                 out.insert(a, endpoints::intent(v));
             }
@@ -301,7 +300,7 @@ impl Node {
     ) -> Result<(), DataplaneError> {
         let mut map = self.endpoint_map()?;
         let want = endpoints::entries(&self.spec(std::slice::from_ref(pod)));
-        let err = |e| DataplaneError::map(MAP_ENDPOINTS, e);
+        let err = endpoint_maps::map_err;
         for a in previous {
             let k = endpoints::key(*a);
             let ours = map
@@ -355,7 +354,7 @@ impl Node {
                 Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(aya::maps::MapError::SyscallError(e))
                     if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(DataplaneError::map(MAP_ENDPOINTS, e)),
+                Err(e) => return Err(endpoint_maps::map_err(e)),
             }
         }
         Ok(())

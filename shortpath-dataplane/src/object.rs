@@ -5,17 +5,15 @@ use std::path::Path;
 
 use aya::{
     include_bytes_aligned,
-    maps::{HashMap, MapData, PerCpuHashMap},
+    maps::{MapData, PerCpuHashMap},
     programs::SchedClassifier,
     Ebpf, EbpfLoader,
 };
-use shortpath_common::{
-    endpoint::{Endpoint, EndpointKey},
-    mode::FastPath,
-};
+use shortpath_common::mode::FastPath;
 
 use super::{
-    next_hops::NextHopMap, pod_cidrs::PodCidrMap, stack_flows::StackFlowMap, DataplaneError, Hook,
+    endpoint_maps::EndpointMaps, next_hops::NextHopMap, pod_cidrs::PodCidrMap,
+    stack_flows::StackFlowMap, DataplaneError, Hook,
 };
 
 /// The TC programs (`from_nic`, `from_pod`) and their maps.
@@ -30,7 +28,10 @@ pub static TRACE_OBJECT: &[u8] =
 pub static REFERENCE_OBJECT: &[u8] =
     include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shortpath-reference"));
 
-pub const MAP_ENDPOINTS: &str = "ENDPOINTS";
+pub const MAP_ENDPOINTS_V4: &str = "ENDPOINTS_V4";
+pub const MAP_ENDPOINTS_V6: &str = "ENDPOINTS_V6";
+/// How messages name the two endpoint maps together.
+pub const ENDPOINT_MAPS: &str = "ENDPOINTS_V4/ENDPOINTS_V6";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_DEVICE_COUNTERS: &str = "DEVICE_COUNTERS";
 pub const MAP_POD_CIDRS: &str = "POD_CIDRS";
@@ -39,8 +40,9 @@ pub const MAP_NEXT_HOPS: &str = "NEXT_HOPS";
 /// The maps pinned per node and shared by every program generation (a
 /// flow remembered by one generation's `from_pod` has its replies handed
 /// to the stack by the next one's).
-pub const PINNED_MAPS: [&str; 6] = [
-    MAP_ENDPOINTS,
+pub const PINNED_MAPS: [&str; 7] = [
+    MAP_ENDPOINTS_V4,
+    MAP_ENDPOINTS_V6,
     MAP_COUNTERS,
     MAP_DEVICE_COUNTERS,
     MAP_POD_CIDRS,
@@ -113,15 +115,9 @@ impl TcObject {
         classifier(&mut self.ebpf, hook.program())
     }
 
-    /// The endpoint map of this generation.
-    pub fn endpoints(
-        &mut self,
-    ) -> Result<HashMap<&mut MapData, EndpointKey, Endpoint>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_ENDPOINTS)
-            .ok_or(DataplaneError::NoMap(MAP_ENDPOINTS))?;
-        HashMap::try_from(map).map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))
+    /// The endpoint maps of this generation.
+    pub fn endpoints(&mut self) -> Result<EndpointMaps<&mut MapData>, DataplaneError> {
+        EndpointMaps::of(&mut self.ebpf)
     }
 
     /// Makes the endpoint map hold exactly `spec`'s pods; returns

@@ -1,4 +1,4 @@
-//! Synthetic endpoints: ENDPOINTS entries that no packet can ever use, to
+//! Synthetic endpoints: endpoint map entries that no packet can ever use, to
 //! measure the fast path with a full map (`shortpath prog-bench`, and a
 //! live node's pinned map for benchmarks at scale).
 //!
@@ -25,15 +25,18 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
-use aya::maps::{HashMap, MapData, MapError};
+use aya::maps::{MapData, MapError};
 use shortpath_common::endpoint::{
     Endpoint, EndpointKey, AF_INET, AF_INET6, FLAG_STACK_ONLY, MAX_ENDPOINTS,
 };
 
-use crate::{object::MAP_ENDPOINTS, DataplaneError, NodeName, NodePins, PinRoot};
+use crate::{
+    endpoint_maps::{map_err as err, EndpointMaps},
+    DataplaneError, NodeName, NodePins, PinRoot,
+};
 
-/// An endpoint map, whoever owns its file descriptor.
-pub type EndpointMap<T> = HashMap<T, EndpointKey, Endpoint>;
+/// The endpoint maps, whoever owns their file descriptors.
+pub type EndpointMap<T> = EndpointMaps<T>;
 
 /// The host ifindex of every synthetic entry: one no device gets (ifindexes
 /// are allocated upwards from 1).
@@ -113,7 +116,7 @@ pub struct Census {
 pub fn census<T: Borrow<MapData>>(map: &EndpointMap<T>) -> Result<Census, DataplaneError> {
     let mut c = Census::default();
     for entry in map.iter() {
-        let (k, v) = entry.map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
+        let (k, v) = entry.map_err(err)?;
         match index(&k).filter(|&i| v == endpoint(i)) {
             Some(i) => {
                 c.synthetic.insert(i);
@@ -140,7 +143,6 @@ pub fn set<T: BorrowMut<MapData>>(
             max,
         });
     }
-    let err = |e| DataplaneError::map(MAP_ENDPOINTS, e);
     while c.synthetic.len() > n {
         let i = c.synthetic.pop_last().expect("not empty");
         match map.remove(&key(i)) {
@@ -187,14 +189,10 @@ pub fn open_pinned(
     let Some(pins) = NodePins::existing(root, node)? else {
         return Ok(None);
     };
-    let path = pins.maps().join(MAP_ENDPOINTS);
-    if !path.exists() {
+    if !EndpointMaps::are_pinned(&pins.maps()) {
         return Ok(None);
     }
-    let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))?;
-    HashMap::try_from(aya::maps::Map::HashMap(md))
-        .map(Some)
-        .map_err(|e| DataplaneError::map(MAP_ENDPOINTS, e))
+    EndpointMaps::pinned(&pins.maps()).map(Some)
 }
 
 fn is_errno(e: &MapError, errno: i32) -> bool {

@@ -1,11 +1,12 @@
 //! The address key of every map lookup, built once per address.
 //!
 //! One 8-byte aligned stack slot holds a prefix length followed by the
-//! [`EndpointKey`] bytes (family, pad, address): the endpoint hash map is
-//! looked up with the endpoint part, and the LPM tries (`POD_CIDRS`,
-//! `NEXT_HOPS`, keyed by `shortpath_common::pod_cidr::PodCidrKey`) with
-//! the whole slot, which is laid out like their keys. Nothing is copied
-//! between the lookups.
+//! [`EndpointKey`] bytes (family, pad, address): the endpoint hash maps
+//! are looked up with the address words alone (`ENDPOINTS_V4`: one word,
+//! `ENDPOINTS_V6`: four), the LPM tries (`POD_CIDRS`, `NEXT_HOPS`, keyed
+//! by `shortpath_common::pod_cidr::PodCidrKey`) with the whole slot, which
+//! is laid out like their keys, and the stack-flow keys take the
+//! [`EndpointKey`] part. Nothing is copied between the lookups.
 //!
 //! The slot is written as whole words: building an `EndpointKey` field by
 //! field zeroes its byte arrays with `memset`, which the BPF backend
@@ -65,7 +66,8 @@ impl AddrKey {
         Self::v6([w(0), w(4), w(8), w(12)])
     }
 
-    fn is_v4(&self) -> bool {
+    #[inline(always)]
+    pub fn is_v4(&self) -> bool {
         self.words[1] == u32::from_ne_bytes([AF_INET, 0, 0, 0])
     }
 
@@ -98,7 +100,23 @@ impl AddrKey {
         }
     }
 
-    /// The endpoint map's key.
+    /// The key of `ENDPOINTS_V4`: the IPv4 address word. Only meaningful
+    /// when [`is_v4`](Self::is_v4).
+    #[inline(always)]
+    pub fn v4_addr(&self) -> &u32 {
+        &self.words[2]
+    }
+
+    /// The key of `ENDPOINTS_V6`: the four IPv6 address words. Only
+    /// meaningful when not [`is_v4`](Self::is_v4).
+    #[inline(always)]
+    pub fn v6_addr(&self) -> &[u32; 4] {
+        // SAFETY: words 2..6 are four initialised, aligned u32s.
+        unsafe { &*(self.words.as_ptr().add(2) as *const [u32; 4]) }
+    }
+
+    /// The address as an [`EndpointKey`] (family, pad, address), the
+    /// first part of a stack-flow key.
     #[inline(always)]
     pub fn endpoint(&self) -> &EndpointKey {
         // SAFETY: words 1..6 are the 20 bytes of an `EndpointKey` (plain

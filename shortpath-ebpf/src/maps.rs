@@ -16,9 +16,16 @@ use shortpath_common::{
 
 use crate::key::AddrKey;
 
-/// Pod address → the pod's host-side veth and MACs (filled by userspace).
+/// Pod IPv4 address (its four bytes) → the pod's host-side veth and MACs
+/// (filled by userspace). One map per family: the kernel hashes and
+/// compares the key on every lookup, and a 4-byte key costs less than the
+/// 20 bytes of an [`EndpointKey`] (docs/PERFORMANCE.md).
 #[map]
-pub static ENDPOINTS: HashMap<EndpointKey, Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+pub static ENDPOINTS_V4: HashMap<u32, Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+
+/// Pod IPv6 address (its sixteen bytes) → as [`ENDPOINTS_V4`].
+#[map]
+pub static ENDPOINTS_V6: HashMap<[u32; 4], Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
 
 /// The cluster's pod networks, both families (filled by userspace; see
 /// `shortpath_common::pod_cidr`). An LPM trie, `BPF_F_NO_PREALLOC`. Empty,
@@ -50,12 +57,22 @@ pub static DEVICE_COUNTERS: PerCpuArray<DeviceCounters> =
 pub static COUNTERS: PerCpuHashMap<CounterKey, u64> =
     PerCpuHashMap::with_max_entries(MAX_COUNTERS, 0);
 
+/// The endpoint map entry behind `key`, in the map of its family.
+#[inline(always)]
+fn endpoint_ptr(key: &AddrKey) -> Option<*mut Endpoint> {
+    if key.is_v4() {
+        ENDPOINTS_V4.get_ptr_mut(key.v4_addr())
+    } else {
+        ENDPOINTS_V6.get_ptr_mut(key.v6_addr())
+    }
+}
+
 /// The endpoint behind `key`, if this node has one.
 #[inline(always)]
 pub fn endpoint(key: &AddrKey) -> Option<Endpoint> {
     // SAFETY: the value is copied out while the RCU read lock held by the
     // program run keeps the element alive.
-    ENDPOINTS.get_ptr(key.endpoint()).map(|p| unsafe { *p })
+    endpoint_ptr(key).map(|p| unsafe { *p })
 }
 
 /// Marks the endpoint behind `key` as one that sent packets to the stack
@@ -63,7 +80,7 @@ pub fn endpoint(key: &AddrKey) -> Option<Endpoint> {
 /// entry can be lost; the pod's next packet to the stack marks it again.
 #[inline(always)]
 pub fn mark_sent_to_stack(key: &AddrKey) {
-    if let Some(p) = ENDPOINTS.get_ptr_mut(key.endpoint()) {
+    if let Some(p) = endpoint_ptr(key) {
         // SAFETY: the element stays alive under the program's RCU read
         // lock; every writer only sets this bit.
         unsafe { (*p).flags |= FLAG_SENT_TO_STACK };

@@ -237,7 +237,8 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
     for node in ["node-a", "node-b"] {
         for f in [
             "links/eth1",
-            "maps/ENDPOINTS",
+            "maps/ENDPOINTS_V4",
+            "maps/ENDPOINTS_V6",
             "maps/COUNTERS",
             "maps/POD_CIDRS",
             "maps/STACK_FLOWS",
@@ -262,26 +263,34 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
         ),
         1
     );
-    // Endpoint map = the node's pods (two addresses each).
-    let map = aya::maps::MapData::from_pin(dir.join("node-a/maps/ENDPOINTS")).unwrap();
-    assert_eq!(
-        map.info().unwrap().map_type().unwrap(),
-        aya::maps::MapType::Hash
-    );
-    let map = aya::maps::Map::HashMap(map);
-    let eps: aya::maps::HashMap<
-        _,
-        shortpath_common::endpoint::EndpointKey,
-        shortpath_common::endpoint::Endpoint,
-    > = aya::maps::HashMap::try_from(&map).unwrap();
+    // Endpoint maps = the node's pods (two addresses each), one hash map
+    // per family keyed by the bare address.
+    let pinned = |name: &str| {
+        let map = aya::maps::MapData::from_pin(dir.join("node-a/maps").join(name)).unwrap();
+        assert_eq!(
+            map.info().unwrap().map_type().unwrap(),
+            aya::maps::MapType::Hash,
+            "{name}"
+        );
+        aya::maps::Map::HashMap(map)
+    };
+    let (v4, v6) = (pinned("ENDPOINTS_V4"), pinned("ENDPOINTS_V6"));
+    let v4: aya::maps::HashMap<_, [u8; 4], shortpath_common::endpoint::Endpoint> =
+        aya::maps::HashMap::try_from(&v4).unwrap();
+    let v6: aya::maps::HashMap<_, [u8; 16], shortpath_common::endpoint::Endpoint> =
+        aya::maps::HashMap::try_from(&v6).unwrap();
     let pod_a = &lab.plan().nodes[0].pods[0];
-    let keys: Vec<_> = eps.keys().map(Result::unwrap).collect();
-    assert_eq!(keys.len(), 2, "{keys:?}");
-    let IpAddr::V4(a4) = pod_a.ipv4.unwrap().addr() else {
+    let addr = |a: Option<ipnet::IpNet>| a.expect("pod address").addr();
+    let IpAddr::V4(a4) = addr(pod_a.ipv4) else {
         panic!("v4 pod address")
     };
-    let want = shortpath_common::endpoint::EndpointKey::v4(a4.octets());
-    assert!(keys.contains(&want));
+    let IpAddr::V6(a6) = addr(pod_a.ipv6) else {
+        panic!("v6 pod address")
+    };
+    let keys4: Vec<_> = v4.keys().map(Result::unwrap).collect();
+    let keys6: Vec<_> = v6.keys().map(Result::unwrap).collect();
+    assert_eq!(keys4, [a4.octets()]);
+    assert_eq!(keys6, [a6.octets()]);
     // Pod CIDRs = every node's pod networks, both families.
     assert_eq!(pod_cidrs(&dir.join("node-a")), LAB_CIDRS);
 

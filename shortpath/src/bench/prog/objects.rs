@@ -61,7 +61,7 @@ impl Subject {
         let mut map = obj.endpoints().map_err(load)?;
         for (k, v) in &want {
             map.insert(k, v, 0)
-                .map_err(|e| load(crate::dataplane::DataplaneError::map("ENDPOINTS", e)))?;
+                .map_err(|e| load(crate::dataplane::endpoint_map_error(e)))?;
         }
         obj.sync_pod_cidrs(&topo.spec).map_err(load)?;
         if hook == Hook::FromPod {
