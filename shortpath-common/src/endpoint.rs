@@ -66,6 +66,8 @@ pub struct Endpoint {
     pub flags: u32,
     /// MAC of the pod's interface (`ve0`): destination of rewritten frames.
     pub pod_mac: [u8; 6],
-    /// MAC of the host-side veth: source of rewritten frames.
+    /// MAC of the host-side veth: source of rewritten frames. Right after
+    /// `pod_mac`, as in the frame, and word-aligned with it: the programs
+    /// copy both as three words.
     pub host_mac: [u8; 6],
 }

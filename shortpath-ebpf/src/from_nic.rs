@@ -58,7 +58,7 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     if !redirect::fits_pod_mtu(ctx, &ep) {
         return Err(Reason::PassMtu);
     }
-    rewrite::set_macs(&p, &ep.pod_mac, &ep.host_mac);
+    rewrite::set_l2(&p, &ep.l2);
     rewrite::decrement_ttl(ctx, &p);
     Ok(match mode {
         FastPath::Peer => redirect::into_pod(ctx, &ep),

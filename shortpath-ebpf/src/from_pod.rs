@@ -27,9 +27,8 @@ use aya_ebpf::{
 };
 use shortpath_common::{
     counters::{Reason, Verdict},
-    endpoint::{Endpoint, FLAG_STACK_ONLY},
+    endpoint::FLAG_STACK_ONLY,
     mode::FastPath,
-    next_hop::NextHop,
 };
 
 use crate::{
@@ -39,6 +38,7 @@ use crate::{
     ipv6, maps,
     parse::{self, EthHdr, Ip, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
     redirect, rewrite, source, stack_flow,
+    words::{EndpointWords, NextHopWords},
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -113,14 +113,18 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
 /// FIB's answer would have led to, without asking it. TTL and MTU get the
 /// same treatment as on the FIB path.
 #[inline(always)]
-fn to_cached_next_hop(ctx: &TcContext, p: &Packet, nh: &NextHop) -> Result<(i32, Reason), Reason> {
+fn to_cached_next_hop(
+    ctx: &TcContext,
+    p: &Packet,
+    nh: &NextHopWords,
+) -> Result<(i32, Reason), Reason> {
     if p.ttl() <= 1 {
         return Err(Reason::PassTtl);
     }
     if !fib::fits_route_mtu(ctx, nh.ifindex, nh.mtu) {
         return Err(Reason::PassFibFragNeeded);
     }
-    rewrite::set_macs(p, &nh.dmac, &nh.smac);
+    rewrite::set_l2(p, &nh.l2);
     rewrite::decrement_ttl(ctx, p);
     Ok(redirect::to_cached_next_hop(nh.ifindex))
 }
@@ -131,7 +135,7 @@ fn to_cached_next_hop(ctx: &TcContext, p: &Packet, nh: &NextHop) -> Result<(i32,
 /// VLAN tag (`drop_vlan`), EtherType other than ARP / IPv4 / IPv6
 /// (`drop_unknown_l3`), then the per-protocol rules below.
 #[inline(always)]
-fn parse(ctx: &TcContext, ifindex: u32) -> Result<(Packet, Endpoint), Reason> {
+fn parse(ctx: &TcContext, ifindex: u32) -> Result<(Packet, EndpointWords), Reason> {
     let (eth, proto) = parse::eth(ctx).ok_or(Reason::DropMalformed)?;
     // A tagged frame would be bridged to other pods' VLANs unchecked; pods
     // here send untagged frames only.
@@ -154,7 +158,7 @@ fn parse(ctx: &TcContext, ifindex: u32) -> Result<(Packet, Endpoint), Reason> {
 /// (`drop_spoofed`, `drop_spoofed_mac`; DHCP discover passes), then what
 /// the stack keeps: group MAC, stack-only pod, options, fragments.
 #[inline(always)]
-fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, Endpoint), Reason> {
+fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, EndpointWords), Reason> {
     let ip = parse::ipv4(ctx).ok_or(Reason::DropMalformed)?;
     // SAFETY: both bounds-checked by the parsers. The checks only read; the
     // views end before anything writes the packet (through `Packet`).
@@ -177,7 +181,7 @@ fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, Endpoi
 /// keeps: link scope, group MAC, stack-only pod, extension headers,
 /// fragments.
 #[inline(always)]
-fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, Endpoint), Reason> {
+fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, EndpointWords), Reason> {
     let ip = parse::ipv6(ctx).ok_or(Reason::DropMalformed)?;
     // SAFETY: both bounds-checked by the parsers. The checks only read (and
     // `bpf_skb_load_bytes` does not move data); the views end before
@@ -209,7 +213,7 @@ fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, Endpoi
 ///   every host on the segment, never one routed or redirected copy;
 /// - a stack-only pod's traffic.
 #[inline(always)]
-fn stack_keeps(eth: &EthHdr, own: &Endpoint) -> Result<(), Reason> {
+fn stack_keeps(eth: &EthHdr, own: &EndpointWords) -> Result<(), Reason> {
     if eth.dst[0] & 1 != 0 {
         return Err(Reason::PassMulticast);
     }
@@ -225,7 +229,7 @@ fn stack_keeps(eth: &EthHdr, own: &Endpoint) -> Result<(), Reason> {
 fn to_local_pod(
     ctx: &TcContext,
     p: &Packet,
-    ep: &Endpoint,
+    ep: &EndpointWords,
     mode: FastPath,
 ) -> Result<(i32, Reason), Reason> {
     if ep.flags & FLAG_STACK_ONLY != 0 {
@@ -239,11 +243,11 @@ fn to_local_pod(
     if !redirect::fits_pod_mtu(ctx, ep) {
         return Err(Reason::PassMtu);
     }
-    if p.eth_dst() != parse::mac_words(&ep.pod_mac) {
+    if p.eth_dst() != ep.pod_mac() {
         if p.ttl() <= 1 {
             return Err(Reason::PassTtl);
         }
-        rewrite::set_macs(p, &ep.pod_mac, &ep.host_mac);
+        rewrite::set_l2(p, &ep.l2);
         rewrite::decrement_ttl(ctx, p);
     }
     Ok(match mode {

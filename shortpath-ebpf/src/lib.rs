@@ -28,3 +28,4 @@ pub mod rewrite;
 pub mod source;
 pub mod stack_flow;
 pub mod trace;
+pub mod words;

@@ -14,7 +14,10 @@ use shortpath_common::{
     stack_flow::{StackFlowKey, MAX_STACK_FLOWS, PRESENT},
 };
 
-use crate::key::AddrKey;
+use crate::{
+    key::AddrKey,
+    words::{EndpointWords, NextHopWords},
+};
 
 /// Pod IPv4 address (its four bytes) → the pod's host-side veth and MACs
 /// (filled by userspace). One map per family: the kernel hashes and
@@ -69,10 +72,11 @@ fn endpoint_ptr(key: &AddrKey) -> Option<*mut Endpoint> {
 
 /// The endpoint behind `key`, if this node has one.
 #[inline(always)]
-pub fn endpoint(key: &AddrKey) -> Option<Endpoint> {
+pub fn endpoint(key: &AddrKey) -> Option<EndpointWords> {
     // SAFETY: the value is copied out while the RCU read lock held by the
-    // program run keeps the element alive.
-    endpoint_ptr(key).map(|p| unsafe { *p })
+    // program run keeps the element alive; `EndpointWords` has the
+    // value's layout (checked in `words`), and map values are 8-aligned.
+    endpoint_ptr(key).map(|p| unsafe { *(p as *const EndpointWords) })
 }
 
 /// Marks the endpoint behind `key` as one that sent packets to the stack
@@ -96,8 +100,11 @@ pub fn in_pod_cidrs(key: &AddrKey) -> bool {
 /// The longest cached route containing `key`: a next hop, or an
 /// exception that leaves the packet to the FIB. `None`: not cached.
 #[inline(always)]
-pub fn next_hop(key: &AddrKey) -> Option<NextHop> {
-    NEXT_HOPS.get(key.lookup()).copied()
+pub fn next_hop(key: &AddrKey) -> Option<NextHopWords> {
+    // SAFETY: as in `endpoint`: `NextHopWords` has the value's layout.
+    NEXT_HOPS
+        .get(key.lookup())
+        .map(|v| unsafe { *(v as *const NextHop as *const NextHopWords) })
 }
 
 /// Remembers a flow handed to the stack. A known flow is only looked up

@@ -9,7 +9,9 @@ use aya_ebpf::{
     helpers::generated::{bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
-use shortpath_common::{counters::Reason, endpoint::Endpoint};
+use shortpath_common::counters::Reason;
+
+use crate::words::EndpointWords;
 
 const PACKET_HOST: u32 = 0;
 
@@ -30,7 +32,7 @@ fn verdict(rc: i64, reason: Reason) -> (i32, Reason) {
 ///
 /// Legal from any TC hook; the target only needs to be up.
 #[inline(always)]
-pub fn to_host_veth(ep: &Endpoint) -> (i32, Reason) {
+pub fn to_host_veth(ep: &EndpointWords) -> (i32, Reason) {
     verdict(unsafe { bpf_redirect(ep.ifindex, 0) }, Reason::Redirect)
 }
 
@@ -44,7 +46,7 @@ pub fn to_host_veth(ep: &Endpoint) -> (i32, Reason) {
 /// veth saw as OTHERHOST (routed via the bridge MAC) must become HOST or
 /// the pod's stack discards them.
 #[inline(always)]
-pub fn into_pod(ctx: &TcContext, ep: &Endpoint) -> (i32, Reason) {
+pub fn into_pod(ctx: &TcContext, ep: &EndpointWords) -> (i32, Reason) {
     // SAFETY: reading a field of the program's own context.
     if unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
         let _ = ctx.change_type(PACKET_HOST);
@@ -100,7 +102,7 @@ pub fn to_neighbour(ifindex: u32, fib: &bpf_fib_lookup) -> (i32, Reason) {
 /// larger than its MTU (plus L2 header and one VLAN tag) unless it is GSO.
 /// Such packets go to the stack, which fragments or answers with ICMP.
 #[inline(always)]
-pub fn fits_pod_mtu(ctx: &TcContext, ep: &Endpoint) -> bool {
+pub fn fits_pod_mtu(ctx: &TcContext, ep: &EndpointWords) -> bool {
     // SAFETY: reading a field of the program's own context.
     let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
     gso || ctx.len() <= ep.mtu + crate::parse::ETH_HLEN as u32 + 4

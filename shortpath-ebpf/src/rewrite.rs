@@ -8,6 +8,21 @@ use crate::{
     parse::{Ip, Packet},
 };
 
+/// Writes the destination and source MAC, given as the three words they
+/// make in the frame (see [`words`](crate::words)).
+#[inline(always)]
+pub fn set_l2(p: &Packet, l2: &[u32; 3]) {
+    let e = p.eth as *mut u8;
+    // SAFETY: `p.eth` was bounds-checked by `parse` (14 bytes).
+    unsafe {
+        load::set_u32(e, l2[0]);
+        load::set_u32(e.add(4), l2[1]);
+        load::set_u32(e.add(8), l2[2]);
+    }
+}
+
+/// Writes the destination and source MAC from two arrays (the FIB's
+/// answer).
 #[inline(always)]
 pub fn set_macs(p: &Packet, dst: &[u8; 6], src: &[u8; 6]) {
     // SAFETY: `p.eth` was bounds-checked by `parse`.

@@ -8,13 +8,14 @@
 //! to, or the final reason: a drop, or the pass of a legitimate packet that
 //! never takes the fast path.
 
-use shortpath_common::{counters::Reason, endpoint::Endpoint};
+use shortpath_common::counters::Reason;
 
 use crate::{
     addr,
     key::AddrKey,
     maps,
-    parse::{self, ArpHdr, EthHdr, Ipv4Hdr, Ipv6Hdr},
+    parse::{ArpHdr, EthHdr, Ipv4Hdr, Ipv6Hdr},
+    words::EndpointWords,
 };
 
 /// The rule every claimed address goes through: `key` is an address of the
@@ -22,9 +23,9 @@ use crate::{
 /// that pod's MAC (else `drop_spoofed_mac`: another host on the pod's
 /// segment, or the pod forging its neighbours' caches).
 #[inline(always)]
-fn own(key: &AddrKey, mac: (u32, u16), ifindex: u32) -> Result<Endpoint, Reason> {
+fn own(key: &AddrKey, mac: (u32, u16), ifindex: u32) -> Result<EndpointWords, Reason> {
     match pod_endpoint(key, ifindex) {
-        Some(ep) if parse::mac_words(&ep.pod_mac) == mac => Ok(ep),
+        Some(ep) if ep.pod_mac() == mac => Ok(ep),
         Some(_) => Err(Reason::DropSpoofedMac),
         None => Err(Reason::DropSpoofed),
     }
@@ -33,7 +34,7 @@ fn own(key: &AddrKey, mac: (u32, u16), ifindex: u32) -> Result<Endpoint, Reason>
 /// The endpoint behind `key` if it is an address of the pod behind
 /// `ifindex`: the one ownership rule, for sources and ND targets alike.
 #[inline(always)]
-pub fn pod_endpoint(key: &AddrKey, ifindex: u32) -> Option<Endpoint> {
+pub fn pod_endpoint(key: &AddrKey, ifindex: u32) -> Option<EndpointWords> {
     maps::endpoint(key).filter(|ep| ep.ifindex == ifindex)
 }
 
@@ -64,7 +65,7 @@ pub fn arp(eth: &EthHdr, arp: &ArpHdr, ifindex: u32) -> Reason {
 /// 255.255.255.255), which goes to the stack as `pass_link_local`.
 /// `saddr` sits at a fixed offset, so options and fragments cannot hide it.
 #[inline(always)]
-pub fn ipv4(eth: &EthHdr, ip: &Ipv4Hdr, ifindex: u32) -> Result<Endpoint, Reason> {
+pub fn ipv4(eth: &EthHdr, ip: &Ipv4Hdr, ifindex: u32) -> Result<EndpointWords, Reason> {
     if ip.saddr() == 0 && ip.daddr() == u32::MAX {
         return Err(Reason::PassLinkLocal);
     }
@@ -76,7 +77,7 @@ pub fn ipv4(eth: &EthHdr, ip: &Ipv4Hdr, ifindex: u32) -> Result<Endpoint, Reason
 /// unicast or multicast destination, which no router forwards and which
 /// therefore stays on the pod's segment.
 #[inline(always)]
-pub fn ipv6(eth: &EthHdr, ip: &Ipv6Hdr, ifindex: u32) -> Result<Option<Endpoint>, Reason> {
+pub fn ipv6(eth: &EthHdr, ip: &Ipv6Hdr, ifindex: u32) -> Result<Option<EndpointWords>, Reason> {
     if addr::is_v6_link_local_or_unspecified(&ip.saddr) {
         if addr::is_v6_link_local(&ip.daddr) || addr::is_v6_multicast(&ip.daddr) {
             return Ok(None);

@@ -13,18 +13,18 @@
 
 use aya_ebpf::programs::TcContext;
 use shortpath_common::{
-    endpoint::{Endpoint, FLAG_SENT_TO_STACK},
+    endpoint::FLAG_SENT_TO_STACK,
     stack_flow::{Side, StackFlowKey},
 };
 
-use crate::{maps, parse::Packet};
+use crate::{maps, parse::Packet, words::EndpointWords};
 
 /// Records the pod's end (source address, source port / echo id) of a
 /// packet the pod (`own`, its endpoint) sends to the stack. TCP, UDP and
 /// echo requests only. The pod's entry is marked first
 /// ([`FLAG_SENT_TO_STACK`]), so no reply can be checked before it is.
 #[inline(always)]
-pub fn remember(ctx: &TcContext, p: &Packet, own: &Endpoint) {
+pub fn remember(ctx: &TcContext, p: &Packet, own: &EndpointWords) {
     if own.flags & FLAG_SENT_TO_STACK == 0 {
         maps::mark_sent_to_stack(&p.src_key());
     }
@@ -42,7 +42,7 @@ pub fn remember(ctx: &TcContext, p: &Packet, own: &Endpoint) {
 /// pod that never sent anything to the stack: most packets skip the
 /// lookup.
 #[inline(always)]
-pub fn is_reply(ctx: &TcContext, p: &Packet, ep: &Endpoint) -> bool {
+pub fn is_reply(ctx: &TcContext, p: &Packet, ep: &EndpointWords) -> bool {
     if ep.flags & FLAG_SENT_TO_STACK == 0 {
         return false;
     }
