@@ -22,6 +22,10 @@ const OBJECTS: [&str; 3] = ["shortpath-tc", "shortpath-trace", "shortpath-refere
 /// their verifier accepts unaligned packet loads and stores.
 const UNALIGNED_PACKET_ACCESS: [&str; 3] = ["x86_64", "aarch64", "s390x"];
 
+/// Architectures whose CPUs keep loads in program order (x86-TSO): the
+/// programs' endpoint cache relies on it (shortpath-ebpf/src/endpoint_cache.rs).
+const ORDERED_LOADS: [&str; 1] = ["x86_64"];
+
 const SETUP: &str =
     "run scripts/setup.sh (the pinned nightly with rust-src, and bpf-linker for its LLVM)";
 
@@ -69,6 +73,9 @@ fn build() -> anyhow::Result<()> {
     // (shortpath-ebpf/src/load.rs).
     if UNALIGNED_PACKET_ACCESS.contains(&arch.as_str()) {
         rustflags.push("--cfg=unaligned_packet_access".to_owned());
+    }
+    if ORDERED_LOADS.contains(&arch.as_str()) {
+        rustflags.push("--cfg=ordered_loads".to_owned());
     }
     let rustflags = rustflags.join("\x1f");
     // Its own target directory: the outer cargo holds the lock on ours.

@@ -30,6 +30,8 @@ pub static REFERENCE_OBJECT: &[u8] =
 
 pub const MAP_ENDPOINTS_V4: &str = "ENDPOINTS_V4";
 pub const MAP_ENDPOINTS_V6: &str = "ENDPOINTS_V6";
+/// The endpoint generation: see `endpoint_maps`.
+pub const MAP_ENDPOINTS_GEN: &str = "ENDPOINTS_GEN";
 /// How messages name the two endpoint maps together.
 pub const ENDPOINT_MAPS: &str = "ENDPOINTS_V4/ENDPOINTS_V6";
 pub const MAP_COUNTERS: &str = "COUNTERS";
@@ -40,9 +42,10 @@ pub const MAP_NEXT_HOPS: &str = "NEXT_HOPS";
 /// The maps pinned per node and shared by every program generation (a
 /// flow remembered by one generation's `from_pod` has its replies handed
 /// to the stack by the next one's).
-pub const PINNED_MAPS: [&str; 7] = [
+pub const PINNED_MAPS: [&str; 8] = [
     MAP_ENDPOINTS_V4,
     MAP_ENDPOINTS_V6,
+    MAP_ENDPOINTS_GEN,
     MAP_COUNTERS,
     MAP_DEVICE_COUNTERS,
     MAP_POD_CIDRS,

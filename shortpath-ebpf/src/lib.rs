@@ -9,11 +9,15 @@
 //! The binaries under `src/bin/` only declare the entry points; everything
 //! they run lives here so it can be read (and reviewed) by concern.
 #![no_std]
-#![cfg_attr(unaligned_packet_access, feature(asm_experimental_arch))]
+#![cfg_attr(
+    any(unaligned_packet_access, ordered_loads),
+    feature(asm_experimental_arch)
+)]
 
 pub mod addr;
 pub mod config;
 pub mod counters;
+pub mod endpoint_cache;
 pub mod fib;
 pub mod from_nic;
 pub mod from_pod;

@@ -3,18 +3,20 @@
 //! program generations that replace each other on a mode switch.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use shortpath_common::{
     counters::{CounterKey, DeviceCounters, DEVICE_SLOTS, MAX_COUNTERS},
-    endpoint::{Endpoint, EndpointKey, FLAG_SENT_TO_STACK, MAX_ENDPOINTS},
+    endpoint::{Endpoint, EndpointKey, ENDPOINT_CACHE_SLOTS, FLAG_SENT_TO_STACK, MAX_ENDPOINTS},
     next_hop::{NextHop, MAX_NEXT_HOPS},
     pod_cidr::MAX_POD_CIDRS,
     stack_flow::{StackFlowKey, MAX_STACK_FLOWS, PRESENT},
 };
 
 use crate::{
+    endpoint_cache::{self, Slot},
     key::AddrKey,
     words::{EndpointWords, NextHopWords},
 };
@@ -29,6 +31,17 @@ pub static ENDPOINTS_V4: HashMap<u32, Endpoint> = HashMap::with_max_entries(MAX_
 /// Pod IPv6 address (its sixteen bytes) → as [`ENDPOINTS_V4`].
 #[map]
 pub static ENDPOINTS_V6: HashMap<[u32; 4], Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+
+/// The endpoint generation: bumped by every writer of the endpoint maps
+/// after its write (userspace through the mapping `BPF_F_MMAPABLE`
+/// allows, the programs with an atomic add). See [`endpoint_cache`].
+#[map]
+pub static ENDPOINTS_GEN: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// Each CPU's endpoint cache ([`endpoint_cache`]). Not pinned: a new
+/// program generation starts with an empty one.
+#[map]
+pub static ENDPOINT_CACHE: PerCpuArray<Slot> = PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
 
 /// The cluster's pod networks, both families (filled by userspace; see
 /// `shortpath_common::pod_cidr`). An LPM trie, `BPF_F_NO_PREALLOC`. Empty,
@@ -70,13 +83,16 @@ fn endpoint_ptr(key: &AddrKey) -> Option<*mut Endpoint> {
     }
 }
 
-/// The endpoint behind `key`, if this node has one.
+/// The endpoint behind `key`, if this node has one (through this CPU's
+/// [`endpoint_cache`]).
 #[inline(always)]
 pub fn endpoint(key: &AddrKey) -> Option<EndpointWords> {
-    // SAFETY: the value is copied out while the RCU read lock held by the
-    // program run keeps the element alive; `EndpointWords` has the
-    // value's layout (checked in `words`), and map values are 8-aligned.
-    endpoint_ptr(key).map(|p| unsafe { *(p as *const EndpointWords) })
+    endpoint_cache::endpoint(key, |key| {
+        // SAFETY: the value is copied out while the RCU read lock held by
+        // the program run keeps the element alive; `EndpointWords` has the
+        // value's layout (checked in `words`), and map values are 8-aligned.
+        endpoint_ptr(key).map(|p| unsafe { *(p as *const EndpointWords) })
+    })
 }
 
 /// Marks the endpoint behind `key` as one that sent packets to the stack
@@ -88,6 +104,7 @@ pub fn mark_sent_to_stack(key: &AddrKey) {
         // SAFETY: the element stays alive under the program's RCU read
         // lock; every writer only sets this bit.
         unsafe { (*p).flags |= FLAG_SENT_TO_STACK };
+        endpoint_cache::invalidate();
     }
 }
 
