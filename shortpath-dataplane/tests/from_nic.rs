@@ -721,3 +721,27 @@ fn from_nic_looks_up_stack_flows_only_for_pods_that_sent_to_the_stack() {
         "{nic_counts:?}"
     );
 }
+
+/// `from_pod` sets `FLAG_SENT_TO_STACK` in the endpoint map itself, behind
+/// the per-CPU endpoint cache of `from_nic`, which has the pod cached
+/// without it: its bump of the endpoint generation is what makes the next
+/// reply meet the stack (nothing opens the maps in between).
+#[test]
+fn from_nic_sees_the_flag_from_pod_sets_despite_its_cache() {
+    root_or_skip!();
+    const UDP: u8 = 17;
+    let mut obj = client_object(FastPath::Peer);
+    let reply = from_backend(false, UDP, CLIENT4, 40011).build();
+    assert_eq!(
+        nic(&mut obj, &reply).verdict,
+        TC_ACT_REDIRECT,
+        "cached without the flag"
+    );
+    let request = to_service(false, UDP, 40011);
+    run(&mut obj, Hook::FromPod, &request, SkbCtx::default());
+    assert_eq!(
+        nic(&mut obj, &reply).verdict,
+        TC_ACT_OK,
+        "the reply meets the stack"
+    );
+}

@@ -42,8 +42,25 @@ pub fn run(obj: &mut TcObject, hook: Hook, frame: &[u8], ctx: SkbCtx) -> Run {
         .unwrap_or_else(|| panic!("BPF_PROG_TEST_RUN refused {} bytes", frame.len()))
 }
 
+/// Keeps the calling thread on the CPU it is on: the programs cache per
+/// CPU (the endpoint cache), and BPF_PROG_TEST_RUN runs them on the
+/// caller's CPU, so a test that checks what a cache may not hide must see
+/// one CPU's cache throughout.
+pub fn stay_on_this_cpu() {
+    // SAFETY: plain libc calls on this thread's own affinity.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(cpu >= 0, "sched_getcpu");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        let rc = libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity");
+    }
+}
+
 /// `None` when the kernel's test runner refuses the frame (EINVAL).
 pub fn try_run(obj: &mut TcObject, hook: Hook, frame: &[u8], ctx: SkbCtx) -> Option<Run> {
+    stay_on_this_cpu();
     let prog = obj.program(hook).expect("program loads and verifies");
     let mut out = vec![0u8; frame.len() + 512];
     let ctx = ctx.bytes();

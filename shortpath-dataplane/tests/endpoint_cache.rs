@@ -1,0 +1,146 @@
+//! The programs' per-CPU endpoint cache never serves a stale endpoint:
+//! every write through `EndpointMaps` reaches the next packet, and a
+//! writer killed between its write and its generation bump is repaired by
+//! the next open. BPF_PROG_TEST_RUN on one CPU, maps pinned in a bpffs
+//! directory of the test's own (removed even on failure), so the writer
+//! holds its maps open across packets as the agent does.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use shortpath_common::{
+    endpoint::{Endpoint, EndpointKey},
+    mode::FastPath,
+};
+use shortpath_dataplane::{EndpointMaps, Hook, TcObject};
+use support::{
+    packet::{V4, V6},
+    prog::*,
+    root_or_skip,
+};
+
+const POD4: &str = "172.17.1.2";
+const POD6: &str = "fd00:172:17:1::2";
+const REMOTE4: &str = "172.17.2.2";
+const REMOTE6: &str = "fd00:172:17:2::2";
+const HOST_MAC: [u8; 6] = [0x02, 0x22, 0, 0, 0, 0x01];
+const OLD_MAC: [u8; 6] = [0x02, 0x11, 0, 0, 0, 0x02];
+const NEW_MAC: [u8; 6] = [0x02, 0x33, 0, 0, 0, 0x03];
+
+/// A bpffs directory of this test's own, removed with everything pinned in
+/// it when dropped.
+struct PinDir(PathBuf);
+
+impl PinDir {
+    fn new(test: &str) -> Self {
+        let p = PathBuf::from(format!(
+            "/sys/fs/bpf/shortpath-test-{test}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("bpffs directory");
+        Self(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn endpoint(pod_mac: [u8; 6]) -> Endpoint {
+    Endpoint {
+        ifindex: 42,
+        mtu: 1500,
+        flags: 0,
+        pod_mac,
+        host_mac: HOST_MAC,
+    }
+}
+
+fn key(addr: &str) -> EndpointKey {
+    match addr.parse().unwrap() {
+        std::net::IpAddr::V4(a) => EndpointKey::v4(a.octets()),
+        std::net::IpAddr::V6(a) => EndpointKey::v6(a.octets()),
+    }
+}
+
+/// The destination MAC `from_nic` wrote, or `None` when it handed the
+/// frame to the stack.
+fn delivered_to(obj: &mut TcObject, frame: &[u8]) -> Option<[u8; 6]> {
+    let r = run(obj, Hook::FromNic, frame, SkbCtx::default());
+    match r.verdict {
+        TC_ACT_REDIRECT => Some(r.out[..6].try_into().unwrap()),
+        TC_ACT_OK => {
+            assert_eq!(r.out, frame, "handed on unchanged");
+            None
+        }
+        v => panic!("verdict {v}"),
+    }
+}
+
+#[test]
+fn every_endpoint_write_reaches_the_next_packet() {
+    root_or_skip!();
+    let dir = PinDir::new("cache-writes");
+    let mut obj = TcObject::load(FastPath::Redirect, Some(dir.path())).expect("load");
+    let mut maps = EndpointMaps::pinned(dir.path()).expect("pinned endpoint maps");
+    for (pod, frame) in [
+        (POD4, V4::new(REMOTE4, POD4).build()),
+        (POD6, V6::new(REMOTE6, POD6).build()),
+    ] {
+        assert_eq!(delivered_to(&mut obj, &frame), None, "{pod}: no endpoint");
+        maps.insert(key(pod), endpoint(OLD_MAC), 0).unwrap();
+        assert_eq!(delivered_to(&mut obj, &frame), Some(OLD_MAC), "{pod}");
+        // Now cached on this CPU; the same writer changes it.
+        maps.insert(key(pod), endpoint(NEW_MAC), 0).unwrap();
+        assert_eq!(
+            delivered_to(&mut obj, &frame),
+            Some(NEW_MAC),
+            "{pod}: rewritten"
+        );
+        maps.remove(&key(pod)).unwrap();
+        assert_eq!(delivered_to(&mut obj, &frame), None, "{pod}: removed");
+        maps.insert(key(pod), endpoint(OLD_MAC), 0).unwrap();
+        assert_eq!(delivered_to(&mut obj, &frame), Some(OLD_MAC), "{pod}");
+    }
+}
+
+/// A write that skips the bump (a writer killed between the two, or one
+/// that bypasses `EndpointMaps`) stays hidden behind the cache until the
+/// next open of the maps, which bumps. Only where the cache exists.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_write_without_its_bump_is_repaired_by_the_next_open() {
+    root_or_skip!();
+    let dir = PinDir::new("cache-repair");
+    let mut obj = TcObject::load(FastPath::Redirect, Some(dir.path())).expect("load");
+    EndpointMaps::pinned(dir.path())
+        .unwrap()
+        .insert(key(POD4), endpoint(OLD_MAC), 0)
+        .unwrap();
+    let frame = V4::new(REMOTE4, POD4).build();
+    assert_eq!(delivered_to(&mut obj, &frame), Some(OLD_MAC));
+
+    // The write alone, straight into the kernel's map.
+    let md = aya::maps::MapData::from_pin(dir.path().join("ENDPOINTS_V4")).unwrap();
+    let mut raw: aya::maps::HashMap<_, [u8; 4], Endpoint> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(md)).unwrap();
+    let a: std::net::Ipv4Addr = POD4.parse().unwrap();
+    raw.insert(a.octets(), endpoint(NEW_MAC), 0).unwrap();
+    assert_eq!(
+        delivered_to(&mut obj, &frame),
+        Some(OLD_MAC),
+        "the cache still holds the old endpoint: the bump is what tells it"
+    );
+
+    let before = EndpointMaps::pinned(dir.path()).unwrap().generation();
+    assert_eq!(delivered_to(&mut obj, &frame), Some(NEW_MAC), "repaired");
+    assert!(EndpointMaps::pinned(dir.path()).unwrap().generation() > before);
+}
