@@ -263,7 +263,7 @@ impl Node {
         let map = self.endpoint_map()?;
         let mut out = BTreeMap::new();
         for kv in map.iter() {
-            let (k, v) = kv.map_err(|e| endpoint_maps::map_err(e))?;
+            let (k, v) = kv.map_err(endpoint_maps::map_err)?;
             if let Some(a) = key_addr(&k) {
                 out.insert(a, endpoints::intent(v));
             }

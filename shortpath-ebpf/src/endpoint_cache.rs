@@ -23,6 +23,7 @@
 //! Absent addresses are not cached: a miss costs the lookup it always did.
 //! A slot is written on its own CPU only, marked empty while it changes.
 
+#[cfg(ordered_loads)]
 use shortpath_common::endpoint::ENDPOINT_CACHE_SLOTS;
 
 use crate::{key::AddrKey, words::EndpointWords};
@@ -39,6 +40,7 @@ pub struct Slot {
 }
 
 /// The slot of `key`: a multiplicative hash of its address words.
+#[cfg(ordered_loads)]
 #[inline(always)]
 fn index(key: &AddrKey) -> u32 {
     let w = key.words();

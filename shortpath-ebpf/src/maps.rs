@@ -41,7 +41,8 @@ pub static ENDPOINTS_GEN: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE
 /// Each CPU's endpoint cache ([`endpoint_cache`]). Not pinned: a new
 /// program generation starts with an empty one.
 #[map]
-pub static ENDPOINT_CACHE: PerCpuArray<Slot> = PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
+pub static ENDPOINT_CACHE: PerCpuArray<Slot> =
+    PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
 
 /// The cluster's pod networks, both families (filled by userspace; see
 /// `shortpath_common::pod_cidr`). An LPM trie, `BPF_F_NO_PREALLOC`. Empty,

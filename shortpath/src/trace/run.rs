@@ -23,8 +23,11 @@ use crate::{
     bench::Machine, control, dataplane::Mode, lab, names::LabName, netns::Netns, runtime::LabLock,
 };
 
-/// How long a packet may wait for ARP before the kernel drops it.
-const NEIGHBOUR_TIMEOUT: Duration = Duration::from_millis(3500);
+/// How long a packet may wait for ARP before the kernel drops it: three
+/// probes 1 s apart, with a margin for timers that fire late on a busy
+/// machine (at 3.5 s a CI run once ended the trace with most probes still
+/// queued).
+const NEIGHBOUR_TIMEOUT: Duration = Duration::from_millis(4500);
 
 #[derive(Clone, Debug)]
 pub struct TraceConfig {
