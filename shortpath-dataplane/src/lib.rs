@@ -12,6 +12,7 @@
 //! (validated names), [`privileges`] and [`sysctl`].
 
 mod attach;
+mod cache_gen;
 pub mod counters;
 mod endpoint_maps;
 mod endpoints;
