@@ -7,11 +7,10 @@ pub const AF_INET6: u8 = 10;
 /// Upper bound of endpoints (pod addresses) per node.
 pub const MAX_ENDPOINTS: u32 = 16384;
 
-/// Slots of each of the programs' per-CPU caches (a power of two): the
-/// endpoints and next hops looked up recently, valid while the cache
-/// generation (the `CACHE_GEN` map, which every writer bumps) is
-/// unchanged.
-pub const CACHE_SLOTS: u32 = 256;
+/// Slots of each CPU's endpoint cache in the programs (a power of two):
+/// endpoints looked up recently, valid while the endpoint generation
+/// (the `ENDPOINTS_GEN` map, which every writer bumps) is unchanged.
+pub const ENDPOINT_CACHE_SLOTS: u32 = 256;
 
 /// Key of the endpoint map: one entry per pod address (IPv4 and IPv6 alike).
 /// IPv4 addresses use the first four bytes of `addr`; the rest is zero.

@@ -7,16 +7,20 @@
 //! each key goes to the map of its family, so an address lives in exactly
 //! one map and there is nothing to keep in step between them.
 //!
-//! Every write is followed by a bump of the cache generation
-//! ([`Generation`]): each CPU of the programs caches the endpoints it
-//! looked up, tagged with the generation, and drops what a bump makes
-//! stale (`shortpath-ebpf/src/cache.rs`). Opening the maps bumps it once
-//! too, which repairs a writer killed between its write and its bump.
+//! Every write is followed by a bump of the endpoint generation
+//! (`ENDPOINTS_GEN`, mapped into this process and added to atomically):
+//! each CPU of the programs caches the endpoints it looked up, tagged with
+//! the generation, and drops what a bump makes stale
+//! (`shortpath-ebpf/src/endpoint_cache.rs`). Opening the maps bumps it
+//! once too, which repairs a writer killed between its write and its bump.
 
 use std::{
     borrow::{Borrow, BorrowMut},
     io,
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
     path::Path,
+    ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use aya::{
@@ -26,8 +30,7 @@ use aya::{
 use shortpath_common::endpoint::{Endpoint, EndpointKey, AF_INET, AF_INET6};
 
 use crate::{
-    cache_gen::Generation,
-    object::{ENDPOINT_MAPS, MAP_CACHE_GEN, MAP_ENDPOINTS_V4, MAP_ENDPOINTS_V6},
+    object::{ENDPOINT_MAPS, MAP_ENDPOINTS_GEN, MAP_ENDPOINTS_V4, MAP_ENDPOINTS_V6},
     DataplaneError,
 };
 
@@ -36,6 +39,56 @@ pub struct EndpointMaps<T> {
     v4: HashMap<T, [u8; 4], Endpoint>,
     v6: HashMap<T, [u8; 16], Endpoint>,
     generation: Generation,
+}
+
+/// `ENDPOINTS_GEN`'s one value, mapped (`BPF_F_MMAPABLE`).
+struct Generation(NonNull<AtomicU64>);
+
+// SAFETY: the mapping is shared memory that is only accessed atomically;
+// it stays valid until `drop` unmaps it.
+unsafe impl Send for Generation {}
+// SAFETY: as above.
+unsafe impl Sync for Generation {}
+
+impl Generation {
+    fn map(fd: BorrowedFd<'_>) -> Result<Self, DataplaneError> {
+        // SAFETY: a fresh shared mapping of the map's value area (one u64 at
+        // offset 0, page-aligned); checked for failure below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size_of::<u64>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            let e = MapError::IoError(io::Error::last_os_error());
+            return Err(DataplaneError::map(MAP_ENDPOINTS_GEN, e));
+        }
+        let p = NonNull::new(p.cast::<AtomicU64>()).expect("mmap never maps address 0");
+        Ok(Self(p))
+    }
+
+    /// After a write: every cached endpoint of an older generation is gone.
+    fn bump(&self) {
+        // SAFETY: mapped for as long as `self` lives.
+        unsafe { self.0.as_ref() }.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn get(&self) -> u64 {
+        // SAFETY: as above.
+        unsafe { self.0.as_ref() }.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, no longer referenced.
+        unsafe { libc::munmap(self.0.as_ptr().cast(), size_of::<u64>()) };
+    }
 }
 
 /// Where an [`EndpointKey`] lives.
@@ -74,7 +127,7 @@ impl<T: Borrow<MapData>> EndpointMaps<T> {
         }
     }
 
-    /// The cache generation now (it only grows).
+    /// The endpoint generation now (it only grows).
     pub fn generation(&self) -> u64 {
         self.generation.get()
     }
@@ -132,6 +185,17 @@ impl<T: BorrowMut<MapData>> EndpointMaps<T> {
     }
 }
 
+/// The fd of an `ENDPOINTS_GEN` map, checked to be an array.
+fn generation_fd(map: &Map) -> Result<BorrowedFd<'_>, DataplaneError> {
+    match map {
+        Map::Array(md) => Ok(md.fd().as_fd()),
+        _ => Err(DataplaneError::map(
+            MAP_ENDPOINTS_GEN,
+            MapError::InvalidMapType { map_type: 0 },
+        )),
+    }
+}
+
 impl<'a> EndpointMaps<&'a mut MapData> {
     /// The endpoint maps of a loaded object.
     pub fn of(ebpf: &'a mut Ebpf) -> Result<Self, DataplaneError> {
@@ -140,13 +204,15 @@ impl<'a> EndpointMaps<&'a mut MapData> {
             match name {
                 MAP_ENDPOINTS_V4 => v4 = Some(map),
                 MAP_ENDPOINTS_V6 => v6 = Some(map),
-                MAP_CACHE_GEN => generation = Some(map),
+                MAP_ENDPOINTS_GEN => generation = Some(map),
                 _ => {}
             }
         }
         let v4 = v4.ok_or(DataplaneError::NoMap(MAP_ENDPOINTS_V4))?;
         let v6 = v6.ok_or(DataplaneError::NoMap(MAP_ENDPOINTS_V6))?;
-        let generation = Generation::of(generation.ok_or(DataplaneError::NoMap(MAP_CACHE_GEN))?)?;
+        let generation = generation.ok_or(DataplaneError::NoMap(MAP_ENDPOINTS_GEN))?;
+        let generation = Generation::map(generation_fd(generation)?)?;
+        generation.bump();
         Ok(Self {
             v4: HashMap::try_from(v4).map_err(|e| DataplaneError::map(MAP_ENDPOINTS_V4, e))?,
             v6: HashMap::try_from(v6).map_err(|e| DataplaneError::map(MAP_ENDPOINTS_V6, e))?,
@@ -165,7 +231,10 @@ impl EndpointMaps<MapData> {
             let md = MapData::from_pin(dir.join(name)).map_err(|e| DataplaneError::map(name, e))?;
             HashMap::try_from(Map::HashMap(md)).map_err(|e| DataplaneError::map(name, e))
         }
-        let generation = Generation::pinned(dir)?;
+        let md = MapData::from_pin(dir.join(MAP_ENDPOINTS_GEN))
+            .map_err(|e| DataplaneError::map(MAP_ENDPOINTS_GEN, e))?;
+        let generation = Generation::map(generation_fd(&Map::Array(md))?)?;
+        generation.bump();
         Ok(Self {
             v4: open(dir, MAP_ENDPOINTS_V4)?,
             v6: open(dir, MAP_ENDPOINTS_V6)?,
@@ -175,7 +244,7 @@ impl EndpointMaps<MapData> {
 
     /// Whether the maps (and their generation) are pinned in `dir`.
     pub fn are_pinned(dir: &Path) -> bool {
-        [MAP_ENDPOINTS_V4, MAP_ENDPOINTS_V6, MAP_CACHE_GEN]
+        [MAP_ENDPOINTS_V4, MAP_ENDPOINTS_V6, MAP_ENDPOINTS_GEN]
             .iter()
             .all(|m| dir.join(m).exists())
     }

@@ -12,7 +12,6 @@
 //! (validated names), [`privileges`] and [`sysctl`].
 
 mod attach;
-mod cache_gen;
 pub mod counters;
 mod endpoint_maps;
 mod endpoints;

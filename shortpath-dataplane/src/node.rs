@@ -27,7 +27,7 @@ use crate::{
     counters::{self, ReasonCounts},
     endpoint_maps::{self, EndpointMaps},
     endpoints, kernel, next_hops,
-    object::{MAP_POD_CIDRS, MAP_STACK_FLOWS, PINNED_MAPS},
+    object::{MAP_NEXT_HOPS, MAP_POD_CIDRS, MAP_STACK_FLOWS, PINNED_MAPS},
     pins::{self, NodePins, PinRoot},
     pod_cidrs::{self, PodCidrMap},
     stack_flows::{self, StackFlow, StackFlowMap},
@@ -185,7 +185,10 @@ impl Node {
     }
 
     fn next_hop_map(&self) -> Result<next_hops::NextHopMap<MapData>, DataplaneError> {
-        next_hops::NextHopMap::pinned(&self.pins()?.maps())
+        let path = self.pins()?.maps().join(MAP_NEXT_HOPS);
+        let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
+        next_hops::NextHopMap::try_from(Map::LpmTrie(md))
+            .map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))
     }
 
     fn pod_cidr_map(&self) -> Result<PodCidrMap<MapData>, DataplaneError> {

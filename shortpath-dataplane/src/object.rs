@@ -30,8 +30,8 @@ pub static REFERENCE_OBJECT: &[u8] =
 
 pub const MAP_ENDPOINTS_V4: &str = "ENDPOINTS_V4";
 pub const MAP_ENDPOINTS_V6: &str = "ENDPOINTS_V6";
-/// The generation of the programs' per-CPU caches: see `cache_gen`.
-pub const MAP_CACHE_GEN: &str = "CACHE_GEN";
+/// The endpoint generation: see `endpoint_maps`.
+pub const MAP_ENDPOINTS_GEN: &str = "ENDPOINTS_GEN";
 /// How messages name the two endpoint maps together.
 pub const ENDPOINT_MAPS: &str = "ENDPOINTS_V4/ENDPOINTS_V6";
 pub const MAP_COUNTERS: &str = "COUNTERS";
@@ -45,7 +45,7 @@ pub const MAP_NEXT_HOPS: &str = "NEXT_HOPS";
 pub const PINNED_MAPS: [&str; 8] = [
     MAP_ENDPOINTS_V4,
     MAP_ENDPOINTS_V6,
-    MAP_CACHE_GEN,
+    MAP_ENDPOINTS_GEN,
     MAP_COUNTERS,
     MAP_DEVICE_COUNTERS,
     MAP_POD_CIDRS,
@@ -152,7 +152,11 @@ impl TcObject {
 
     /// The next-hop cache of this generation.
     pub fn next_hops(&mut self) -> Result<NextHopMap<&mut MapData>, DataplaneError> {
-        NextHopMap::of(&mut self.ebpf)
+        let map = self
+            .ebpf
+            .map_mut(MAP_NEXT_HOPS)
+            .ok_or(DataplaneError::NoMap(MAP_NEXT_HOPS))?;
+        NextHopMap::try_from(map).map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))
     }
 
     /// Makes the next-hop cache hold what the kernel's routes and

@@ -15,9 +15,9 @@
 )]
 
 pub mod addr;
-pub mod cache;
 pub mod config;
 pub mod counters;
+pub mod endpoint_cache;
 pub mod fib;
 pub mod from_nic;
 pub mod from_pod;

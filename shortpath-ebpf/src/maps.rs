@@ -9,14 +9,14 @@ use aya_ebpf::{
 };
 use shortpath_common::{
     counters::{CounterKey, DeviceCounters, DEVICE_SLOTS, MAX_COUNTERS},
-    endpoint::{Endpoint, EndpointKey, CACHE_SLOTS, FLAG_SENT_TO_STACK, MAX_ENDPOINTS},
+    endpoint::{Endpoint, EndpointKey, ENDPOINT_CACHE_SLOTS, FLAG_SENT_TO_STACK, MAX_ENDPOINTS},
     next_hop::{NextHop, MAX_NEXT_HOPS},
     pod_cidr::MAX_POD_CIDRS,
     stack_flow::{StackFlowKey, MAX_STACK_FLOWS, PRESENT},
 };
 
 use crate::{
-    cache::{self, Slot},
+    endpoint_cache::{self, Slot},
     key::AddrKey,
     words::{EndpointWords, NextHopWords},
 };
@@ -32,23 +32,17 @@ pub static ENDPOINTS_V4: HashMap<u32, Endpoint> = HashMap::with_max_entries(MAX_
 #[map]
 pub static ENDPOINTS_V6: HashMap<[u32; 4], Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
 
-/// The cache generation: bumped by every writer of the endpoint maps and
-/// the next-hop trie after its write (userspace through the mapping
-/// `BPF_F_MMAPABLE` allows, the programs with an atomic add). See
-/// [`cache`].
+/// The endpoint generation: bumped by every writer of the endpoint maps
+/// after its write (userspace through the mapping `BPF_F_MMAPABLE`
+/// allows, the programs with an atomic add). See [`endpoint_cache`].
 #[map]
-pub static CACHE_GEN: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+pub static ENDPOINTS_GEN: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
-/// Each CPU's endpoint answers ([`cache`]). Not pinned: a new program
-/// generation starts with an empty one.
+/// Each CPU's endpoint cache ([`endpoint_cache`]). Not pinned: a new
+/// program generation starts with an empty one.
 #[map]
-pub static ENDPOINT_CACHE: PerCpuArray<Slot<EndpointWords>> =
-    PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
-
-/// Each CPU's next-hop answers ([`cache`]), as [`ENDPOINT_CACHE`].
-#[map]
-pub static NEXT_HOP_CACHE: PerCpuArray<Slot<NextHopWords>> =
-    PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
+pub static ENDPOINT_CACHE: PerCpuArray<Slot> =
+    PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
 
 /// The cluster's pod networks, both families (filled by userspace; see
 /// `shortpath_common::pod_cidr`). An LPM trie, `BPF_F_NO_PREALLOC`. Empty,
@@ -91,10 +85,10 @@ fn endpoint_ptr(key: &AddrKey) -> Option<*mut Endpoint> {
 }
 
 /// The endpoint behind `key`, if this node has one (through this CPU's
-/// [`ENDPOINT_CACHE`]).
+/// [`endpoint_cache`]).
 #[inline(always)]
 pub fn endpoint(key: &AddrKey) -> Option<EndpointWords> {
-    cache::get(&ENDPOINT_CACHE, CACHE_SLOTS, key, |key| {
+    endpoint_cache::endpoint(key, |key| {
         // SAFETY: the value is copied out while the RCU read lock held by
         // the program run keeps the element alive; `EndpointWords` has the
         // value's layout (checked in `words`), and map values are 8-aligned.
@@ -111,7 +105,7 @@ pub fn mark_sent_to_stack(key: &AddrKey) {
         // SAFETY: the element stays alive under the program's RCU read
         // lock; every writer only sets this bit.
         unsafe { (*p).flags |= FLAG_SENT_TO_STACK };
-        cache::invalidate();
+        endpoint_cache::invalidate();
     }
 }
 
@@ -125,12 +119,10 @@ pub fn in_pod_cidrs(key: &AddrKey) -> bool {
 /// exception that leaves the packet to the FIB. `None`: not cached.
 #[inline(always)]
 pub fn next_hop(key: &AddrKey) -> Option<NextHopWords> {
-    cache::get(&NEXT_HOP_CACHE, CACHE_SLOTS, key, |key| {
-        // SAFETY: as in `endpoint`: `NextHopWords` has the value's layout.
-        NEXT_HOPS
-            .get(key.lookup())
-            .map(|v| unsafe { *(v as *const NextHop as *const NextHopWords) })
-    })
+    // SAFETY: as in `endpoint`: `NextHopWords` has the value's layout.
+    NEXT_HOPS
+        .get(key.lookup())
+        .map(|v| unsafe { *(v as *const NextHop as *const NextHopWords) })
 }
 
 /// Remembers a flow handed to the stack. A known flow is only looked up

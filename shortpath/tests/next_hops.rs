@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::maps::{Map, MapData};
 use common::{assert_all_ok, root_or_skip, TestLab};
 use shortpath::{
     dataplane::next_hops::{self, NextHopEntry, NextHopMap},
@@ -23,9 +24,9 @@ const NEW_MAC: &str = "02:5a:00:00:00:42";
 const PPS: u32 = 2000;
 
 fn entries(lab: &TestLab, node: &str) -> Vec<NextHopEntry> {
-    let dir = format!("/sys/fs/bpf/shortpath/{}/{node}/maps", lab.name);
-    let map =
-        NextHopMap::pinned(std::path::Path::new(&dir)).unwrap_or_else(|e| panic!("{dir}: {e}"));
+    let path = format!("/sys/fs/bpf/shortpath/{}/{node}/maps/NEXT_HOPS", lab.name);
+    let md = MapData::from_pin(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let map = NextHopMap::try_from(Map::LpmTrie(md)).expect("an LPM trie");
     next_hops::read(&map).expect("read the cache")
 }
 

@@ -1,113 +1,30 @@
 //! Writing a [`Plan`] into the `NEXT_HOPS` map, reading it back.
 
-use std::{
-    borrow::{Borrow, BorrowMut},
-    collections::BTreeMap,
-    path::Path,
-};
+use std::{borrow::BorrowMut, collections::BTreeMap};
 
-use aya::{
-    maps::{
-        lpm_trie::{Key, LpmTrie},
-        Map, MapData, MapError,
-    },
-    Ebpf,
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    MapData,
 };
 use ipnet::IpNet;
 use shortpath_common::{endpoint::EndpointKey, next_hop::NextHop};
 
 use super::{NextHopEntry, Plan};
 use crate::{
-    cache_gen::Generation,
-    object::{MAP_CACHE_GEN, MAP_NEXT_HOPS},
+    object::MAP_NEXT_HOPS,
     pod_cidrs::{key, net},
     DataplaneError,
 };
 
-/// The map as userspace sees it: the LPM trie, and the cache generation
-/// every write bumps (the programs cache what they look up in it per CPU;
-/// see `cache_gen`).
-pub struct NextHopMap<T> {
-    trie: LpmTrie<T, EndpointKey, NextHop>,
-    generation: Generation,
-}
-
-impl<T: Borrow<MapData>> NextHopMap<T> {
-    /// The entry for exactly `k` (prefix and length).
-    pub fn get(&self, k: &Key<EndpointKey>, flags: u64) -> Result<NextHop, MapError> {
-        self.trie.get(k, flags)
-    }
-
-    /// Every key.
-    pub fn keys(&self) -> impl Iterator<Item = Result<Key<EndpointKey>, MapError>> + '_ {
-        self.trie.keys()
-    }
-
-    /// The cache generation now (it only grows).
-    pub fn generation(&self) -> u64 {
-        self.generation.get()
-    }
-}
-
-impl<T: BorrowMut<MapData>> NextHopMap<T> {
-    /// Writes `v` for `k`, then bumps the cache generation.
-    pub fn insert(
-        &mut self,
-        k: &Key<EndpointKey>,
-        v: impl Borrow<NextHop>,
-        flags: u64,
-    ) -> Result<(), MapError> {
-        self.trie.insert(k, v, flags)?;
-        self.generation.bump();
-        Ok(())
-    }
-
-    /// Removes `k`, then bumps the cache generation.
-    pub fn remove(&mut self, k: &Key<EndpointKey>) -> Result<(), MapError> {
-        self.trie.remove(k)?;
-        self.generation.bump();
-        Ok(())
-    }
-}
-
-impl<'a> NextHopMap<&'a mut MapData> {
-    /// The trie of a loaded object.
-    pub fn of(ebpf: &'a mut Ebpf) -> Result<Self, DataplaneError> {
-        let (mut trie, mut generation) = (None, None);
-        for (name, map) in ebpf.maps_mut() {
-            match name {
-                MAP_NEXT_HOPS => trie = Some(map),
-                MAP_CACHE_GEN => generation = Some(map),
-                _ => {}
-            }
-        }
-        let generation = Generation::of(generation.ok_or(DataplaneError::NoMap(MAP_CACHE_GEN))?)?;
-        let trie = trie.ok_or(DataplaneError::NoMap(MAP_NEXT_HOPS))?;
-        Ok(Self {
-            trie: LpmTrie::try_from(trie).map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?,
-            generation,
-        })
-    }
-}
-
-impl NextHopMap<MapData> {
-    /// The trie pinned in `dir` (a node's maps directory).
-    pub fn pinned(dir: &Path) -> Result<Self, DataplaneError> {
-        let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
-        let md = MapData::from_pin(dir.join(MAP_NEXT_HOPS)).map_err(err)?;
-        Ok(Self {
-            trie: LpmTrie::try_from(Map::LpmTrie(md)).map_err(err)?,
-            generation: Generation::pinned(dir)?,
-        })
-    }
-}
+/// The map as userspace sees it.
+pub type NextHopMap<T> = LpmTrie<T, EndpointKey, NextHop>;
 
 fn to_aya(n: &IpNet) -> Key<EndpointKey> {
     let k = key(*n);
     Key::new(k.prefixlen, k.net)
 }
 
-fn entries<T: Borrow<MapData>>(
+fn entries<T: std::borrow::Borrow<MapData>>(
     map: &NextHopMap<T>,
 ) -> Result<BTreeMap<IpNet, NextHop>, DataplaneError> {
     let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
@@ -177,7 +94,9 @@ pub fn prune<T: BorrowMut<MapData>>(
 }
 
 /// The entries the map holds, sorted by destination.
-pub fn read<T: Borrow<MapData>>(map: &NextHopMap<T>) -> Result<Vec<NextHopEntry>, DataplaneError> {
+pub fn read<T: std::borrow::Borrow<MapData>>(
+    map: &NextHopMap<T>,
+) -> Result<Vec<NextHopEntry>, DataplaneError> {
     Ok(entries(map)?
         .iter()
         .map(|(n, nh)| NextHopEntry::new(*n, nh))
@@ -190,9 +109,12 @@ pub fn read_pinned(spec: &crate::NodeSpec) -> Result<Vec<NextHopEntry>, Dataplan
     let Some(pins) = crate::NodePins::existing(&spec.pin_root, &spec.node)? else {
         return Ok(Vec::new());
     };
-    let dir = pins.maps();
-    if !dir.join(MAP_NEXT_HOPS).exists() || !dir.join(MAP_CACHE_GEN).exists() {
+    let path = pins.maps().join(MAP_NEXT_HOPS);
+    if !path.exists() {
         return Ok(Vec::new());
     }
-    read(&NextHopMap::pinned(&dir)?)
+    let md = MapData::from_pin(&path).map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
+    let map = NextHopMap::try_from(aya::maps::Map::LpmTrie(md))
+        .map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
+    read(&map)
 }

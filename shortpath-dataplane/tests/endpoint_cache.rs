@@ -1,5 +1,5 @@
-//! The programs' per-CPU caches never serve a stale answer: every write
-//! through `EndpointMaps` and `NextHopMap` reaches the next packet, and a
+//! The programs' per-CPU endpoint cache never serves a stale endpoint:
+//! every write through `EndpointMaps` reaches the next packet, and a
 //! writer killed between its write and its generation bump is repaired by
 //! the next open. BPF_PROG_TEST_RUN on one CPU, maps pinned in a bpffs
 //! directory of the test's own (removed even on failure), so the writer
@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 use shortpath_common::{
     endpoint::{Endpoint, EndpointKey},
     mode::FastPath,
-    next_hop::NextHop,
 };
-use shortpath_dataplane::{next_hops::NextHopMap, EndpointMaps, Hook, TcObject};
+use shortpath_dataplane::{EndpointMaps, Hook, TcObject};
 use support::{
     packet::{V4, V6},
     prog::*,
@@ -144,52 +143,4 @@ fn a_write_without_its_bump_is_repaired_by_the_next_open() {
     let before = EndpointMaps::pinned(dir.path()).unwrap().generation();
     assert_eq!(delivered_to(&mut obj, &frame), Some(NEW_MAC), "repaired");
     assert!(EndpointMaps::pinned(dir.path()).unwrap().generation() > before);
-}
-
-/// `from_pod`'s next-hop answers, cached per CPU like the endpoints: a
-/// changed gateway MAC, an exception ("ask the FIB") and a removed route
-/// each reach the next packet of the same writer.
-#[test]
-fn every_next_hop_write_reaches_the_next_packet() {
-    root_or_skip!();
-    const LO: u32 = 1;
-    const GW_OLD: [u8; 6] = [0x02, 0x44, 0, 0, 0, 0x01];
-    const GW_NEW: [u8; 6] = [0x02, 0x44, 0, 0, 0, 0x02];
-    let dir = PinDir::new("cache-hops");
-    let mut obj = TcObject::load(FastPath::Peer, Some(dir.path())).expect("load");
-    // The sending pod: its own address and MAC, behind this device.
-    let pod = Endpoint {
-        ifindex: LO,
-        ..endpoint(OLD_MAC)
-    };
-    EndpointMaps::pinned(dir.path())
-        .unwrap()
-        .insert(key(POD4), pod, 0)
-        .unwrap();
-    let mut hops = NextHopMap::pinned(dir.path()).expect("pinned next hops");
-    let k = shortpath_dataplane::next_hops::key("172.17.2.0/24".parse().unwrap());
-    let k = aya::maps::lpm_trie::Key::new(k.prefixlen, k.net);
-    let via = |dmac| NextHop {
-        ifindex: LO,
-        mtu: 1500,
-        dmac,
-        smac: HOST_MAC,
-    };
-    let mut frame = V4::new(POD4, REMOTE4);
-    frame.src_mac = OLD_MAC;
-    let frame = frame.build();
-    let sent = |obj: &mut TcObject| {
-        let r = run(obj, Hook::FromPod, &frame, SkbCtx::default());
-        (r.verdict == TC_ACT_REDIRECT).then(|| <[u8; 6]>::try_from(&r.out[..6]).unwrap())
-    };
-
-    hops.insert(&k, via(GW_OLD), 0).unwrap();
-    assert_eq!(sent(&mut obj), Some(GW_OLD));
-    hops.insert(&k, via(GW_NEW), 0).unwrap();
-    assert_eq!(sent(&mut obj), Some(GW_NEW), "the new gateway MAC");
-    // No route left, no pod CIDRs: the stack's.
-    hops.remove(&k).unwrap();
-    assert_eq!(sent(&mut obj), None, "removed");
-    hops.insert(&k, via(GW_OLD), 0).unwrap();
-    assert_eq!(sent(&mut obj), Some(GW_OLD));
 }
