@@ -27,11 +27,10 @@ pub struct NextHop {
     /// The route's MTU (the device's, or a smaller route MTU): larger
     /// packets that are not GSO get the FIB's frag-needed handling.
     pub mtu: u32,
+    /// Source MAC of the rewritten frame: the egress device's.
+    pub smac: [u8; 6],
     /// Destination MAC: the gateway's, from the neighbour table.
     pub dmac: [u8; 6],
-    /// Source MAC of the rewritten frame: the egress device's. Right
-    /// after `dmac`, as in the frame: the programs copy both as three words.
-    pub smac: [u8; 6],
 }
 
 impl NextHop {
@@ -39,8 +38,8 @@ impl NextHop {
     pub const ASK_FIB: NextHop = NextHop {
         ifindex: 0,
         mtu: 0,
-        dmac: [0; 6],
         smac: [0; 6],
+        dmac: [0; 6],
     };
 
     /// Whether the entry carries an answer.

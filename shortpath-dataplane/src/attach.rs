@@ -20,6 +20,7 @@ use super::{
     counters::{self, ReasonCounts},
     endpoints,
     kernel::{self, PortView},
+    object::MAP_LEGACY_ENDPOINTS,
     pins::{self, NodePins},
     AttachKind, DataplaneError, Hook, Mode, NodeSpec, Port, TcObject,
 };
@@ -81,6 +82,7 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
             for hook in [Hook::FromNic, Hook::FromPod] {
                 pins::unpin(&pins.prog(hook.program()))?;
             }
+            pins::unpin(&pins.maps().join(MAP_LEGACY_ENDPOINTS))?;
         }
         return Ok(());
     };
@@ -125,6 +127,8 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
         AttachKind::Tcx => remove_link_pins(&pins, &ports)?,
         AttachKind::Tc => remove_link_pins(&pins, &[])?,
     }
+    // No program of an older shortpath is attached any more.
+    pins::unpin(&pins.maps().join(MAP_LEGACY_ENDPOINTS))?;
     Ok(())
 }
 

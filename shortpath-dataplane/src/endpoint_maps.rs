@@ -8,19 +8,16 @@
 //! one map and there is nothing to keep in step between them.
 //!
 //! Every write is followed by a bump of the endpoint generation
-//! (`ENDPOINTS_GEN`, mapped into this process and added to atomically):
-//! each CPU of the programs caches the endpoints it looked up, tagged with
-//! the generation, and drops what a bump makes stale
-//! (`shortpath-ebpf/src/endpoint_cache.rs`). Opening the maps bumps it
-//! once too, which repairs a writer killed between its write and its bump.
+//! ([`Generation`]): each CPU of the programs caches the endpoints it
+//! looked up, tagged with the generation, and drops what a bump makes
+//! stale (`shortpath-ebpf/src/endpoint_cache.rs`). Opening the maps for
+//! writing bumps it once too, which repairs a writer killed between its
+//! write and its bump; opening them for reading leaves it alone.
 
 use std::{
     borrow::{Borrow, BorrowMut},
     io,
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
     path::Path,
-    ptr::NonNull,
-    sync::atomic::{AtomicU64, Ordering},
 };
 
 use aya::{
@@ -30,6 +27,7 @@ use aya::{
 use shortpath_common::endpoint::{Endpoint, EndpointKey, AF_INET, AF_INET6};
 
 use crate::{
+    endpoint_gen::Generation,
     object::{ENDPOINT_MAPS, MAP_ENDPOINTS_GEN, MAP_ENDPOINTS_V4, MAP_ENDPOINTS_V6},
     DataplaneError,
 };
@@ -38,57 +36,8 @@ use crate::{
 pub struct EndpointMaps<T> {
     v4: HashMap<T, [u8; 4], Endpoint>,
     v6: HashMap<T, [u8; 16], Endpoint>,
-    generation: Generation,
-}
-
-/// `ENDPOINTS_GEN`'s one value, mapped (`BPF_F_MMAPABLE`).
-struct Generation(NonNull<AtomicU64>);
-
-// SAFETY: the mapping is shared memory that is only accessed atomically;
-// it stays valid until `drop` unmaps it.
-unsafe impl Send for Generation {}
-// SAFETY: as above.
-unsafe impl Sync for Generation {}
-
-impl Generation {
-    fn map(fd: BorrowedFd<'_>) -> Result<Self, DataplaneError> {
-        // SAFETY: a fresh shared mapping of the map's value area (one u64 at
-        // offset 0, page-aligned); checked for failure below.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size_of::<u64>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            let e = MapError::IoError(io::Error::last_os_error());
-            return Err(DataplaneError::map(MAP_ENDPOINTS_GEN, e));
-        }
-        let p = NonNull::new(p.cast::<AtomicU64>()).expect("mmap never maps address 0");
-        Ok(Self(p))
-    }
-
-    /// After a write: every cached endpoint of an older generation is gone.
-    fn bump(&self) {
-        // SAFETY: mapped for as long as `self` lives.
-        unsafe { self.0.as_ref() }.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn get(&self) -> u64 {
-        // SAFETY: as above.
-        unsafe { self.0.as_ref() }.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Generation {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, no longer referenced.
-        unsafe { libc::munmap(self.0.as_ptr().cast(), size_of::<u64>()) };
-    }
+    /// `None`: opened for reading ([`EndpointMaps::pinned_for_reading`]).
+    generation: Option<Generation>,
 }
 
 /// Where an [`EndpointKey`] lives.
@@ -112,9 +61,15 @@ fn slot(k: &EndpointKey) -> Option<Slot> {
     }
 }
 
-/// What the kernel answers for a key of the wrong shape.
+/// A key of no family: `EINVAL`, the errno of a key the kernel cannot
+/// take.
 fn invalid() -> MapError {
     MapError::IoError(io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// A write through maps opened for reading: a bug of the caller.
+fn read_only() -> MapError {
+    MapError::IoError(io::Error::from_raw_os_error(libc::EBADF))
 }
 
 impl<T: Borrow<MapData>> EndpointMaps<T> {
@@ -127,9 +82,10 @@ impl<T: Borrow<MapData>> EndpointMaps<T> {
         }
     }
 
-    /// The endpoint generation now (it only grows).
-    pub fn generation(&self) -> u64 {
-        self.generation.get()
+    /// The endpoint generation now (it only grows); `None` for maps
+    /// opened for reading.
+    pub fn generation(&self) -> Option<u64> {
+        self.generation.as_ref().map(Generation::get)
     }
 
     /// Every entry: the IPv4 map's, then the IPv6 map's.
@@ -155,44 +111,35 @@ impl<T: Borrow<MapData>> EndpointMaps<T> {
 
 impl<T: BorrowMut<MapData>> EndpointMaps<T> {
     /// Writes `v` for `k` in the map of its family (`flags`: `BPF_ANY`,
-    /// `BPF_NOEXIST`, `BPF_EXIST`). A key of no family is `EINVAL`, as the
-    /// kernel says of a key of the wrong size.
+    /// `BPF_NOEXIST`, `BPF_EXIST`), then bumps the generation. A key of no
+    /// family is `EINVAL`; maps opened for reading are `EBADF`.
     pub fn insert(
         &mut self,
         k: impl Borrow<EndpointKey>,
         v: impl Borrow<Endpoint>,
         flags: u64,
     ) -> Result<(), MapError> {
+        let generation = self.generation.as_ref().ok_or_else(read_only)?;
         match slot(k.borrow()) {
             Some(Slot::V4(a)) => self.v4.insert(a, v, flags),
             Some(Slot::V6(a)) => self.v6.insert(a, v, flags),
             None => Err(invalid()),
         }?;
-        self.generation.bump();
+        generation.bump();
         Ok(())
     }
 
-    /// Removes `k`; [`MapError::KeyNotFound`] (or the kernel's `ENOENT`)
-    /// when it is not there.
+    /// Removes `k`, then bumps the generation; [`MapError::KeyNotFound`]
+    /// (or the kernel's `ENOENT`) when it is not there.
     pub fn remove(&mut self, k: &EndpointKey) -> Result<(), MapError> {
+        let generation = self.generation.as_ref().ok_or_else(read_only)?;
         match slot(k) {
             Some(Slot::V4(a)) => self.v4.remove(&a),
             Some(Slot::V6(a)) => self.v6.remove(&a),
             None => Err(MapError::KeyNotFound),
         }?;
-        self.generation.bump();
+        generation.bump();
         Ok(())
-    }
-}
-
-/// The fd of an `ENDPOINTS_GEN` map, checked to be an array.
-fn generation_fd(map: &Map) -> Result<BorrowedFd<'_>, DataplaneError> {
-    match map {
-        Map::Array(md) => Ok(md.fd().as_fd()),
-        _ => Err(DataplaneError::map(
-            MAP_ENDPOINTS_GEN,
-            MapError::InvalidMapType { map_type: 0 },
-        )),
     }
 }
 
@@ -210,20 +157,28 @@ impl<'a> EndpointMaps<&'a mut MapData> {
         }
         let v4 = v4.ok_or(DataplaneError::NoMap(MAP_ENDPOINTS_V4))?;
         let v6 = v6.ok_or(DataplaneError::NoMap(MAP_ENDPOINTS_V6))?;
-        let generation = generation.ok_or(DataplaneError::NoMap(MAP_ENDPOINTS_GEN))?;
-        let generation = Generation::map(generation_fd(generation)?)?;
-        generation.bump();
+        let generation =
+            Generation::of(generation.ok_or(DataplaneError::NoMap(MAP_ENDPOINTS_GEN))?)?;
         Ok(Self {
             v4: HashMap::try_from(v4).map_err(|e| DataplaneError::map(MAP_ENDPOINTS_V4, e))?,
             v6: HashMap::try_from(v6).map_err(|e| DataplaneError::map(MAP_ENDPOINTS_V6, e))?,
-            generation,
+            generation: Some(generation),
         })
     }
 }
 
 impl EndpointMaps<MapData> {
-    /// The endpoint maps pinned in `dir` (a node's maps directory).
+    /// The endpoint maps pinned in `dir` (a node's maps directory), for
+    /// writing: the generation is mapped and bumped once.
     pub fn pinned(dir: &Path) -> Result<Self, DataplaneError> {
+        let mut maps = Self::pinned_for_reading(dir)?;
+        maps.generation = Some(Generation::pinned(dir)?);
+        Ok(maps)
+    }
+
+    /// The endpoint maps pinned in `dir`, for reading only: nothing is
+    /// mapped or bumped, and writes fail.
+    pub fn pinned_for_reading(dir: &Path) -> Result<Self, DataplaneError> {
         fn open<K: aya::Pod>(
             dir: &Path,
             name: &'static str,
@@ -231,14 +186,10 @@ impl EndpointMaps<MapData> {
             let md = MapData::from_pin(dir.join(name)).map_err(|e| DataplaneError::map(name, e))?;
             HashMap::try_from(Map::HashMap(md)).map_err(|e| DataplaneError::map(name, e))
         }
-        let md = MapData::from_pin(dir.join(MAP_ENDPOINTS_GEN))
-            .map_err(|e| DataplaneError::map(MAP_ENDPOINTS_GEN, e))?;
-        let generation = Generation::map(generation_fd(&Map::Array(md))?)?;
-        generation.bump();
         Ok(Self {
             v4: open(dir, MAP_ENDPOINTS_V4)?,
             v6: open(dir, MAP_ENDPOINTS_V6)?,
-            generation,
+            generation: None,
         })
     }
 

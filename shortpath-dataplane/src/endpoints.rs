@@ -7,6 +7,7 @@ use shortpath_common::endpoint::{Endpoint, EndpointKey, KERNEL_FLAGS};
 
 use super::{
     endpoint_maps::{map_err as err, EndpointMaps},
+    object::MAP_LEGACY_ENDPOINTS,
     DataplaneError, NodeSpec,
 };
 
@@ -46,17 +47,34 @@ pub fn remove_pinned(
     let Some(pins) = crate::NodePins::existing(root, node)? else {
         return Ok(0);
     };
+    let mut n = remove_legacy(&pins.maps(), addrs)?;
     if !EndpointMaps::are_pinned(&pins.maps()) {
-        return Ok(0);
+        return Ok(n);
     }
     let mut map = EndpointMaps::pinned(&pins.maps())?;
-    let mut n = 0;
     for a in addrs {
         if map.remove(&key(*a)).is_ok() {
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Removes `addrs` from the endpoint map of an older shortpath
+/// ([`MAP_LEGACY_ENDPOINTS`], one map keyed by [`EndpointKey`]) if the node
+/// still has it pinned: that version's programs may still be attached and
+/// read it.
+fn remove_legacy(dir: &std::path::Path, addrs: &[IpAddr]) -> Result<usize, DataplaneError> {
+    let err = |e| DataplaneError::map(MAP_LEGACY_ENDPOINTS, e);
+    let Ok(md) = MapData::from_pin(dir.join(MAP_LEGACY_ENDPOINTS)) else {
+        return Ok(0);
+    };
+    let mut map: aya::maps::HashMap<MapData, EndpointKey, Endpoint> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(md)).map_err(err)?;
+    Ok(addrs
+        .iter()
+        .filter(|a| map.remove(&key(**a)).is_ok())
+        .count())
 }
 
 /// Makes `map` hold exactly `want`: stale keys removed, the rest written.

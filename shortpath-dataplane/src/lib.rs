@@ -13,6 +13,7 @@
 
 mod attach;
 pub mod counters;
+mod endpoint_gen;
 mod endpoint_maps;
 mod endpoints;
 mod error;

@@ -248,9 +248,17 @@ impl Node {
         EndpointMaps::pinned(&self.pins()?.maps())
     }
 
+    /// For reads: leaves the programs' endpoint caches alone.
+    fn endpoint_map_for_reading(&self) -> Result<EndpointMaps<MapData>, DataplaneError> {
+        EndpointMaps::pinned_for_reading(&self.pins()?.maps())
+    }
+
     /// The map's entry for one address.
     pub fn endpoint(&self, addr: IpAddr) -> Result<Option<Endpoint>, DataplaneError> {
-        match self.endpoint_map()?.get(&endpoints::key(addr), 0) {
+        match self
+            .endpoint_map_for_reading()?
+            .get(&endpoints::key(addr), 0)
+        {
             Ok(e) => Ok(Some(endpoints::intent(e))),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(endpoint_maps::map_err(e)),
@@ -260,7 +268,7 @@ impl Node {
     /// The endpoint map as the kernel has it: pod address → entry (without
     /// the flags the programs set, as userspace writes them).
     pub fn endpoints(&self) -> Result<BTreeMap<IpAddr, Endpoint>, DataplaneError> {
-        let map = self.endpoint_map()?;
+        let map = self.endpoint_map_for_reading()?;
         let mut out = BTreeMap::new();
         for kv in map.iter() {
             let (k, v) = kv.map_err(endpoint_maps::map_err)?;

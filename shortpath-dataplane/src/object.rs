@@ -53,6 +53,19 @@ pub const PINNED_MAPS: [&str; 8] = [
     MAP_NEXT_HOPS,
 ];
 const GLOBAL_MODE: &str = "MODE";
+/// 1: the programs' per-CPU endpoint cache is on (`endpoint_maps`).
+const GLOBAL_CACHE_ENDPOINTS: &str = "CACHE_ENDPOINTS";
+/// The endpoint map of shortpath before the per-family split (key: a
+/// 20-byte `EndpointKey`). A node pinned by such a version keeps it until
+/// programs of this version are attached (`apply` then unpins it); until
+/// then, the CNI plugin's fallback DEL removes from it too.
+pub const MAP_LEGACY_ENDPOINTS: &str = "ENDPOINTS";
+
+/// Whether the running kernel is PREEMPT_RT, where two programs can
+/// interleave on one CPU and the per-CPU endpoint cache is left off.
+pub fn realtime_kernel() -> bool {
+    std::fs::read_to_string("/sys/kernel/realtime").is_ok_and(|s| s.trim() == "1")
+}
 /// The section the load-time globals live in (one array map per program
 /// generation, frozen).
 pub const RODATA: &str = ".rodata";
@@ -99,8 +112,10 @@ impl TcObject {
     /// flows pods sent to the stack.
     pub fn load(mode: FastPath, maps_dir: Option<&Path>) -> Result<Self, DataplaneError> {
         let mode = mode as u32;
+        let cache = u32::from(!realtime_kernel());
         let mut loader = EbpfLoader::new();
         loader.override_global(GLOBAL_MODE, &mode, true);
+        loader.override_global(GLOBAL_CACHE_ENDPOINTS, &cache, true);
         let paths: Vec<_> = maps_dir
             .map(|dir| PINNED_MAPS.map(|m| (m, dir.join(m))).to_vec())
             .unwrap_or_default();

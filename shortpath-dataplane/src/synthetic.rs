@@ -35,9 +35,6 @@ use crate::{
     DataplaneError, NodeName, NodePins, PinRoot,
 };
 
-/// The endpoint maps, whoever owns their file descriptors.
-pub type EndpointMap<T> = EndpointMaps<T>;
-
 /// The host ifindex of every synthetic entry: one no device gets (ifindexes
 /// are allocated upwards from 1).
 pub const SYNTHETIC_IFINDEX: u32 = 0x7fff_fff0;
@@ -49,7 +46,7 @@ const BPF_NOEXIST: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyntheticError {
-    #[error("{want} synthetic endpoints do not fit: the endpoint map already holds {real} real ones and takes at most {max} (ask for at most {})", max - real)]
+    #[error("{want} synthetic endpoints do not fit: the endpoint maps already hold {real} real ones, and real and synthetic entries together are kept to at most {max} (ask for at most {})", max - real)]
     TooMany {
         want: usize,
         real: usize,
@@ -113,7 +110,7 @@ pub struct Census {
 }
 
 /// Reads the whole map once.
-pub fn census<T: Borrow<MapData>>(map: &EndpointMap<T>) -> Result<Census, DataplaneError> {
+pub fn census<T: Borrow<MapData>>(map: &EndpointMaps<T>) -> Result<Census, DataplaneError> {
     let mut c = Census::default();
     for entry in map.iter() {
         let (k, v) = entry.map_err(err)?;
@@ -131,7 +128,7 @@ pub fn census<T: Borrow<MapData>>(map: &EndpointMap<T>) -> Result<Census, Datapl
 /// the highest indices go first, missing ones are inserted from index 0 up,
 /// skipping keys a real endpoint holds. Returns the census after the change.
 pub fn set<T: BorrowMut<MapData>>(
-    map: &mut EndpointMap<T>,
+    map: &mut EndpointMaps<T>,
     n: usize,
 ) -> Result<Census, SyntheticError> {
     let mut c = census(map)?;
@@ -170,7 +167,7 @@ pub fn set<T: BorrowMut<MapData>>(
 
 /// Removes every synthetic entry; real ones stay. Returns how many went.
 pub fn remove_all<T: BorrowMut<MapData>>(
-    map: &mut EndpointMap<T>,
+    map: &mut EndpointMaps<T>,
 ) -> Result<usize, DataplaneError> {
     let before = census(map)?.synthetic.len();
     set(map, 0).map_err(|e| match e {
@@ -185,7 +182,7 @@ pub fn remove_all<T: BorrowMut<MapData>>(
 pub fn open_pinned(
     root: &PinRoot,
     node: &NodeName,
-) -> Result<Option<EndpointMap<MapData>>, DataplaneError> {
+) -> Result<Option<EndpointMaps<MapData>>, DataplaneError> {
     let Some(pins) = NodePins::existing(root, node)? else {
         return Ok(None);
     };

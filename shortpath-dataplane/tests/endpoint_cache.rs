@@ -112,35 +112,65 @@ fn every_endpoint_write_reaches_the_next_packet() {
     }
 }
 
+/// Writes `ep` for `pod` straight into the kernel's map of its family:
+/// no bump, as a writer killed between its write and its bump leaves it.
+fn write_without_bump(dir: &Path, pod: &str, ep: Endpoint) {
+    let open = |name: &str| {
+        let md = aya::maps::MapData::from_pin(dir.join(name)).unwrap();
+        aya::maps::Map::HashMap(md)
+    };
+    match pod.parse().unwrap() {
+        std::net::IpAddr::V4(a) => {
+            let mut m: aya::maps::HashMap<_, [u8; 4], Endpoint> =
+                aya::maps::HashMap::try_from(open("ENDPOINTS_V4")).unwrap();
+            m.insert(a.octets(), ep, 0).unwrap();
+        }
+        std::net::IpAddr::V6(a) => {
+            let mut m: aya::maps::HashMap<_, [u8; 16], Endpoint> =
+                aya::maps::HashMap::try_from(open("ENDPOINTS_V6")).unwrap();
+            m.insert(a.octets(), ep, 0).unwrap();
+        }
+    }
+}
+
 /// A write that skips the bump (a writer killed between the two, or one
-/// that bypasses `EndpointMaps`) stays hidden behind the cache until the
-/// next open of the maps, which bumps. Only where the cache exists.
+/// that bypasses `EndpointMaps`) stays hidden behind the cache — which
+/// shows the cache serves both families — until the next open of the maps
+/// for writing, which bumps. Only where the cache exists.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_write_without_its_bump_is_repaired_by_the_next_open() {
     root_or_skip!();
     let dir = PinDir::new("cache-repair");
     let mut obj = TcObject::load(FastPath::Redirect, Some(dir.path())).expect("load");
-    EndpointMaps::pinned(dir.path())
-        .unwrap()
-        .insert(key(POD4), endpoint(OLD_MAC), 0)
-        .unwrap();
-    let frame = V4::new(REMOTE4, POD4).build();
-    assert_eq!(delivered_to(&mut obj, &frame), Some(OLD_MAC));
+    for (pod, frame) in [
+        (POD4, V4::new(REMOTE4, POD4).build()),
+        (POD6, V6::new(REMOTE6, POD6).build()),
+    ] {
+        EndpointMaps::pinned(dir.path())
+            .unwrap()
+            .insert(key(pod), endpoint(OLD_MAC), 0)
+            .unwrap();
+        assert_eq!(delivered_to(&mut obj, &frame), Some(OLD_MAC), "{pod}");
 
-    // The write alone, straight into the kernel's map.
-    let md = aya::maps::MapData::from_pin(dir.path().join("ENDPOINTS_V4")).unwrap();
-    let mut raw: aya::maps::HashMap<_, [u8; 4], Endpoint> =
-        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(md)).unwrap();
-    let a: std::net::Ipv4Addr = POD4.parse().unwrap();
-    raw.insert(a.octets(), endpoint(NEW_MAC), 0).unwrap();
-    assert_eq!(
-        delivered_to(&mut obj, &frame),
-        Some(OLD_MAC),
-        "the cache still holds the old endpoint: the bump is what tells it"
-    );
+        write_without_bump(dir.path(), pod, endpoint(NEW_MAC));
+        assert_eq!(
+            delivered_to(&mut obj, &frame),
+            Some(OLD_MAC),
+            "{pod}: the cache still holds the old endpoint: the bump is what tells it"
+        );
 
-    let before = EndpointMaps::pinned(dir.path()).unwrap().generation();
-    assert_eq!(delivered_to(&mut obj, &frame), Some(NEW_MAC), "repaired");
-    assert!(EndpointMaps::pinned(dir.path()).unwrap().generation() > before);
+        // Opening for reading changes nothing; opening for writing repairs.
+        let reader = EndpointMaps::pinned_for_reading(dir.path()).unwrap();
+        assert_eq!(reader.generation(), None);
+        assert_eq!(reader.get(&key(pod), 0).unwrap().pod_mac, NEW_MAC);
+        assert_eq!(delivered_to(&mut obj, &frame), Some(OLD_MAC), "{pod}");
+        let before = EndpointMaps::pinned(dir.path()).unwrap().generation();
+        assert_eq!(
+            delivered_to(&mut obj, &frame),
+            Some(NEW_MAC),
+            "{pod}: repaired"
+        );
+        assert!(EndpointMaps::pinned(dir.path()).unwrap().generation() > before);
+    }
 }

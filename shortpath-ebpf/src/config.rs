@@ -14,3 +14,15 @@ pub static MODE: Global<u32> = Global::new(0);
 pub fn mode() -> Option<FastPath> {
     FastPath::from_u32(MODE.load())
 }
+
+/// 1: the programs use the per-CPU endpoint cache
+/// ([`endpoint_cache`](crate::endpoint_cache)). The loader sets it except
+/// on PREEMPT_RT kernels, where two programs can interleave on one CPU;
+/// 0 (unset) looks the maps up every time, which is always correct.
+#[unsafe(no_mangle)]
+pub static CACHE_ENDPOINTS: Global<u32> = Global::new(0);
+
+#[inline(always)]
+pub fn cache_endpoints() -> bool {
+    CACHE_ENDPOINTS.load() == 1
+}

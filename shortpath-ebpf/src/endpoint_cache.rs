@@ -19,9 +19,12 @@
 //!
 //! This needs the CPU to keep loads in program order (the generation
 //! before the map's element), which x86-64 does; elsewhere (cfg
-//! `ordered_loads` unset) the programs look the maps up directly.
+//! `ordered_loads` unset) the programs look the maps up directly. It also
+//! needs a slot to be read and written by one program at a time: a slot is
+//! only touched on its own CPU, and programs on one CPU do not interleave
+//! — except on PREEMPT_RT kernels, where the loader leaves the cache off
+//! ([`config::cache_endpoints`](crate::config::cache_endpoints)).
 //! Absent addresses are not cached: a miss costs the lookup it always did.
-//! A slot is written on its own CPU only, marked empty while it changes.
 
 #[cfg(ordered_loads)]
 use shortpath_common::endpoint::ENDPOINT_CACHE_SLOTS;
@@ -32,12 +35,20 @@ use crate::{key::AddrKey, words::EndpointWords};
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Slot {
-    /// The address ([`AddrKey::words`]); a family word of 0: empty.
+    /// The address ([`AddrKey::words`]); a family word of 0: empty (no
+    /// address has it).
     pub addr: [u32; 5],
-    /// The low half of `ENDPOINTS_GEN` when the value was looked up.
-    pub generation: u32,
+    pub pad: u32,
+    /// `ENDPOINTS_GEN` when the value was looked up.
+    pub generation: u64,
     pub endpoint: EndpointWords,
 }
+
+// The slot index is the top bits of a 32-bit hash.
+const _: () = assert!(
+    shortpath_common::endpoint::ENDPOINT_CACHE_SLOTS.is_power_of_two()
+        && shortpath_common::endpoint::ENDPOINT_CACHE_SLOTS >= 2
+);
 
 /// The slot of `key`: a multiplicative hash of its address words.
 #[cfg(ordered_loads)]
@@ -60,16 +71,20 @@ pub fn endpoint(
 
     use crate::maps::{ENDPOINTS_GEN, ENDPOINT_CACHE};
 
+    if !crate::config::cache_endpoints() {
+        return lookup(key);
+    }
     let Some(generation) = ENDPOINTS_GEN.get_ptr(0) else {
         return lookup(key);
     };
     // SAFETY: an aligned array value; writers change it atomically.
-    let generation = unsafe { core::ptr::read_volatile(generation) } as u32;
+    let generation = unsafe { core::ptr::read_volatile(generation) };
     let Some(slot) = ENDPOINT_CACHE.get_ptr_mut(index(key)) else {
         return lookup(key);
     };
     // SAFETY: this CPU's copy of the slot; only programs on this CPU
-    // write it, and none runs while we do.
+    // touch it, and (PREEMPT_RT aside, where the cache is off) none runs
+    // while we do.
     let slot = unsafe { &mut *slot };
     let w = key.words();
     let a = &slot.addr;
@@ -85,16 +100,13 @@ pub fn endpoint(
     // The generation was read above, before the lookup.
     compiler_fence(Ordering::SeqCst);
     let ep = lookup(key)?;
-    slot.addr[0] = 0;
-    compiler_fence(Ordering::SeqCst);
-    slot.generation = generation;
-    slot.endpoint = ep;
+    slot.addr[0] = w[0];
     slot.addr[1] = w[1];
     slot.addr[2] = w[2];
     slot.addr[3] = w[3];
     slot.addr[4] = w[4];
-    compiler_fence(Ordering::SeqCst);
-    slot.addr[0] = w[0];
+    slot.generation = generation;
+    slot.endpoint = ep;
     Some(ep)
 }
 

@@ -29,6 +29,7 @@ use shortpath_common::{
     counters::{Reason, Verdict},
     endpoint::FLAG_STACK_ONLY,
     mode::FastPath,
+    next_hop::NextHop,
 };
 
 use crate::{
@@ -38,7 +39,7 @@ use crate::{
     ipv6, maps,
     parse::{self, EthHdr, Ip, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
     redirect, rewrite, source, stack_flow,
-    words::{EndpointWords, NextHopWords},
+    words::EndpointWords,
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -113,18 +114,14 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
 /// FIB's answer would have led to, without asking it. TTL and MTU get the
 /// same treatment as on the FIB path.
 #[inline(always)]
-fn to_cached_next_hop(
-    ctx: &TcContext,
-    p: &Packet,
-    nh: &NextHopWords,
-) -> Result<(i32, Reason), Reason> {
+fn to_cached_next_hop(ctx: &TcContext, p: &Packet, nh: &NextHop) -> Result<(i32, Reason), Reason> {
     if p.ttl() <= 1 {
         return Err(Reason::PassTtl);
     }
     if !fib::fits_route_mtu(ctx, nh.ifindex, nh.mtu) {
         return Err(Reason::PassFibFragNeeded);
     }
-    rewrite::set_l2(p, &nh.l2);
+    rewrite::set_macs(p, &nh.dmac, &nh.smac);
     rewrite::decrement_ttl(ctx, p);
     Ok(redirect::to_cached_next_hop(nh.ifindex))
 }

@@ -18,7 +18,7 @@ use shortpath_common::{
 use crate::{
     endpoint_cache::{self, Slot},
     key::AddrKey,
-    words::{EndpointWords, NextHopWords},
+    words::EndpointWords,
 };
 
 /// Pod IPv4 address (its four bytes) → the pod's host-side veth and MACs
@@ -118,11 +118,8 @@ pub fn in_pod_cidrs(key: &AddrKey) -> bool {
 /// The longest cached route containing `key`: a next hop, or an
 /// exception that leaves the packet to the FIB. `None`: not cached.
 #[inline(always)]
-pub fn next_hop(key: &AddrKey) -> Option<NextHopWords> {
-    // SAFETY: as in `endpoint`: `NextHopWords` has the value's layout.
-    NEXT_HOPS
-        .get(key.lookup())
-        .map(|v| unsafe { *(v as *const NextHop as *const NextHopWords) })
+pub fn next_hop(key: &AddrKey) -> Option<NextHop> {
+    NEXT_HOPS.get(key.lookup()).copied()
 }
 
 /// Remembers a flow handed to the stack. A known flow is only looked up

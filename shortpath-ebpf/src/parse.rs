@@ -147,16 +147,6 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
     }
 }
 
-/// The MAC addresses in `mac` as the word and half-word [`load::mac_at`]
-/// reads from a packet.
-#[inline(always)]
-pub fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
-    (
-        u32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]),
-        u16::from_ne_bytes([mac[4], mac[5]]),
-    )
-}
-
 pub enum Ip {
     V4(*mut Ipv4Hdr),
     V6(*mut Ipv6Hdr),

@@ -22,7 +22,7 @@ pub fn set_l2(p: &Packet, l2: &[u32; 3]) {
 }
 
 /// Writes the destination and source MAC from two arrays (the FIB's
-/// answer).
+/// answer, a cached next hop).
 #[inline(always)]
 pub fn set_macs(p: &Packet, dst: &[u8; 6], src: &[u8; 6]) {
     // SAFETY: `p.eth` was bounds-checked by `parse`.

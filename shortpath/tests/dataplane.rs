@@ -239,6 +239,7 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
             "links/eth1",
             "maps/ENDPOINTS_V4",
             "maps/ENDPOINTS_V6",
+            "maps/ENDPOINTS_GEN",
             "maps/COUNTERS",
             "maps/POD_CIDRS",
             "maps/STACK_FLOWS",
@@ -298,6 +299,60 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
     assert!(!dir.exists(), "pins left behind in {}", dir.display());
     // Idempotent, and the guard's own `lab down` still succeeds.
     ok(shortpath(&["lab", "down", "--name", &lab.name]));
+}
+
+/// A node pinned by a shortpath from before the per-family endpoint maps
+/// has its single `ENDPOINTS` map (20-byte keys), which that version's
+/// programs read while attached: the CNI plugin's fallback DEL removes a
+/// pod's addresses from it too, and the first apply of this version
+/// unpins it once its own programs are attached.
+#[test]
+fn the_endpoint_map_of_an_older_version_is_kept_clean_then_unpinned() {
+    root_or_skip!();
+    let lab = TestLab::up_with("leg", None, &["--mode", "peer"]);
+    let maps = shortpath::dataplane::PinRoot::shortpath()
+        .path()
+        .join(&lab.name)
+        .join("node-a/maps");
+    let legacy = maps.join("ENDPOINTS");
+    let o = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&legacy)
+        .args(["type", "hash", "key", "20", "value", "24", "entries", "16"])
+        .args(["name", "ENDPOINTS"])
+        .output()
+        .expect("bpftool");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pod_a = &lab.plan().nodes[0].pods[0];
+    let IpAddr::V4(a4) = pod_a.ipv4.expect("v4").addr() else {
+        panic!("v4 pod address")
+    };
+    let key = shortpath_common::endpoint::EndpointKey::v4(a4.octets());
+    let open = || {
+        let md = aya::maps::MapData::from_pin(&legacy).expect("legacy pin");
+        let m: aya::maps::HashMap<
+            _,
+            shortpath_common::endpoint::EndpointKey,
+            shortpath_common::endpoint::Endpoint,
+        > = aya::maps::HashMap::try_from(aya::maps::Map::HashMap(md)).unwrap();
+        m
+    };
+    open()
+        .insert(key, shortpath_common::endpoint::Endpoint::default(), 0)
+        .unwrap();
+
+    let node: shortpath::dataplane::NodeName = "node-a".parse().unwrap();
+    let root = shortpath::dataplane::PinRoot::shortpath()
+        .join(&lab.name)
+        .unwrap();
+    let removed =
+        shortpath::dataplane::remove_pinned_addresses(&root, &node, &[IpAddr::V4(a4)]).unwrap();
+    assert_eq!(removed, 2, "from the legacy map and from ENDPOINTS_V4");
+    assert!(open().get(&key, 0).is_err(), "gone from the legacy map");
+
+    set_mode(&lab, &["redirect"]);
+    assert!(!legacy.exists(), "unpinned by the apply");
+    assert!(maps.join("ENDPOINTS_V4").exists());
 }
 
 const LAB_CIDRS: [&str; 4] = [

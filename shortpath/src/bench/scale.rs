@@ -20,7 +20,7 @@ use shortpath_common::endpoint::MAX_ENDPOINTS;
 use super::BenchError;
 use crate::{
     dataplane::{
-        synthetic::{self, Census, EndpointMap, SyntheticError},
+        synthetic::{self, Census, SyntheticError},
         PinRoot,
     },
     lab::{self, Inventory},
@@ -30,7 +30,7 @@ use crate::{
 /// `--endpoints` (and the report's `--scale-endpoints`) out of range.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointsArgError {
-    #[error("{flag} {asked}: the endpoint map of a node holds at most {max} entries (MAX_ENDPOINTS); ask for 1 to {max}")]
+    #[error("{flag} {asked}: a node's endpoint maps are filled to at most {max} entries (MAX_ENDPOINTS, half of them in each family's map); ask for 1 to {max}")]
     OutOfRange {
         flag: &'static str,
         asked: usize,
@@ -127,7 +127,10 @@ impl EndpointFill {
         }
     }
 
-    fn open(&self, node: &NodeName) -> Result<Option<EndpointMap<MapData>>, BenchError> {
+    fn open(
+        &self,
+        node: &NodeName,
+    ) -> Result<Option<crate::dataplane::EndpointMaps<MapData>>, BenchError> {
         synthetic::open_pinned(&self.root, node).map_err(|e| self.error(node, e))
     }
 
