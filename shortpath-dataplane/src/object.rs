@@ -111,8 +111,18 @@ impl TcObject {
     /// so program generations share endpoints, counters, pod CIDRs and the
     /// flows pods sent to the stack.
     pub fn load(mode: FastPath, maps_dir: Option<&Path>) -> Result<Self, DataplaneError> {
+        Self::load_with(mode, maps_dir, !realtime_kernel())
+    }
+
+    /// [`load`](Self::load), with the per-CPU endpoint cache on or off
+    /// (`load` leaves it off on PREEMPT_RT kernels only).
+    pub fn load_with(
+        mode: FastPath,
+        maps_dir: Option<&Path>,
+        endpoint_cache: bool,
+    ) -> Result<Self, DataplaneError> {
         let mode = mode as u32;
-        let cache = u32::from(!realtime_kernel());
+        let cache = u32::from(endpoint_cache);
         let mut loader = EbpfLoader::new();
         loader.override_global(GLOBAL_MODE, &mode, true);
         loader.override_global(GLOBAL_CACHE_ENDPOINTS, &cache, true);

@@ -174,3 +174,21 @@ fn a_write_without_its_bump_is_repaired_by_the_next_open() {
         assert!(EndpointMaps::pinned(dir.path()).unwrap().generation() > before);
     }
 }
+
+/// With the cache off (what the loader chooses on PREEMPT_RT kernels), the
+/// programs read the maps on every packet: even a write without its bump
+/// is seen at once.
+#[test]
+fn with_the_cache_off_every_packet_reads_the_map() {
+    root_or_skip!();
+    let dir = PinDir::new("cache-off");
+    let mut obj = TcObject::load_with(FastPath::Redirect, Some(dir.path()), false).expect("load");
+    EndpointMaps::pinned(dir.path())
+        .unwrap()
+        .insert(key(POD4), endpoint(OLD_MAC), 0)
+        .unwrap();
+    let frame = V4::new(REMOTE4, POD4).build();
+    assert_eq!(delivered_to(&mut obj, &frame), Some(OLD_MAC));
+    write_without_bump(dir.path(), POD4, endpoint(NEW_MAC));
+    assert_eq!(delivered_to(&mut obj, &frame), Some(NEW_MAC));
+}
