@@ -335,11 +335,12 @@ pub fn section(s: &ScaleResult) -> String {
         .collect();
     let _ = writeln!(
         md,
-        "Every node's endpoint map filled with synthetic entries (stack-only, from the benchmarking ranges; \
+        "Every node's endpoint maps filled with synthetic entries (stack-only, from the benchmarking ranges; \
          what `shortpath bench --endpoints N` does) to {} entries in total, one size after the other; at each: \
          {} mode, {} for {} s each after a {} s warm-up, {} round, {cpus}, the programs' cost from bpf_stats \
          (as above); then `prog-bench` at the same sizes ({} calls of {} runs per case and size, median). \
-         The endpoint map is a hash map: no figure should grow with the number of entries — read across a row. \
+         The endpoint maps are hash maps, with a per-CPU cache in front that the measured flows hit: \
+         no figure should grow with the number of entries — read across a row. \
          The section took {:.0} s.\n",
         sizes.join(", "),
         p.mode,
