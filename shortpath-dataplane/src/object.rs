@@ -148,7 +148,7 @@ impl TcObject {
         EndpointMaps::of(&mut self.ebpf)
     }
 
-    /// Makes the endpoint map hold exactly `spec`'s pods; returns
+    /// Makes the endpoint maps hold exactly `spec`'s pods; returns
     /// (entries written, stale entries removed).
     pub fn sync_endpoints(
         &mut self,
