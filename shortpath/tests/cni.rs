@@ -13,7 +13,7 @@ use std::{
 
 use common::{
     assert_all_ok,
-    cni::{plugin, PodNs, Run, PLUGIN, REFERENCE_PLUGINS},
+    cni::{self, plugin, PodNs, Run, PLUGIN, REFERENCE_PLUGINS},
     TestLab,
 };
 use serde_json::{json, Value};
@@ -21,94 +21,20 @@ use shortpath::{netns::Netns, probe};
 
 const T: Duration = Duration::from_secs(3);
 
-/// A lab with agents, and a plugin config for node-a.
-struct Fixture {
-    lab: TestLab,
-    ns: String,
-    ipam_dir: tempfile::TempDir,
-    log: tempfile::NamedTempFile,
-}
+type Fixture = cni::NodeA;
 
 impl Fixture {
-    fn new(prefix: &str) -> Self {
-        let lab = TestLab::up_with(prefix, None, &["--agent", "--mode", "peer"]);
-        let ns = format!("{}-node-a", lab.name);
-        Self {
-            lab,
-            ns,
-            ipam_dir: tempfile::tempdir().unwrap(),
-            log: tempfile::NamedTempFile::new().unwrap(),
-        }
+    fn fixture(prefix: &str) -> Self {
+        Self::new(prefix, "shortpath-test")
     }
 
-    fn conf(&self, version: &str) -> Value {
-        json!({
-            "cniVersion": version,
-            "name": "shortpath-test",
-            "type": "shortpath",
-            "socket": format!("/run/shortpath/{}/agents/node-a/api.sock", self.lab.name),
-            "pinRoot": format!("/sys/fs/bpf/shortpath/{}", self.lab.name),
-            "node": "node-a",
-            "logFile": self.log.path(),
-            "ipam": {
-                "type": "host-local",
-                "dataDir": self.ipam_dir.path(),
-                "ranges": [
-                    [{"subnet": "172.17.1.0/24", "rangeStart": "172.17.1.100", "rangeEnd": "172.17.1.200"}],
-                    [{"subnet": "fd00:172:17:1::/64", "rangeStart": "fd00:172:17:1::100", "rangeEnd": "fd00:172:17:1::200"}]
-                ]
-            }
-        })
-    }
-
-    fn env<'a>(&self, command: &'a str, id: &'a str, netns: &'a str) -> Vec<(&'a str, &'a str)> {
-        vec![
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", netns),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", REFERENCE_PLUGINS),
-        ]
-    }
-
-    fn run(&self, command: &str, id: &str, netns: &str, conf: &Value) -> Run {
-        plugin(Some(&self.ns), &self.env(command, id, netns), conf)
-    }
-
-    fn ipam_files(&self) -> Vec<String> {
-        let dir = self.ipam_dir.path().join("shortpath-test");
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.contains('.') || n.contains(':'))
-                    .filter(|n| !n.starts_with("last_reserved_ip") && n != "lock")
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn host_veths(&self) -> Vec<String> {
-        let o = Command::new("ip")
-            .args(["-n", &self.ns, "-j", "link", "show"])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l["ifname"].as_str())
-            .filter(|n| n.starts_with("sp"))
-            .map(str::to_owned)
-            .collect()
+    fn config(&self, version: &str) -> Value {
+        self.conf(version, 100, 200)
     }
 
     fn endpoints(&self) -> Value {
-        let s = PathBuf::from(format!(
-            "/run/shortpath/{}/agents/node-a/api.sock",
-            self.lab.name
-        ));
-        shortpath::agent::api::call(&s, &shortpath::agent::api::Request::EndpointList).unwrap()
+        shortpath::agent::api::call(&self.sock(), &shortpath::agent::api::Request::EndpointList)
+            .unwrap()
     }
 }
 
@@ -202,13 +128,13 @@ fn add_check_del_in_every_version_leave_nothing_behind() {
         Path::new(REFERENCE_PLUGINS).join("host-local").exists(),
         "run scripts/setup.sh (containernetworking-plugins)"
     );
-    let f = Fixture::new("cn");
+    let f = Fixture::fixture("cn");
     let pods = f.lab.pod_endpoints();
     let remote = pods.iter().find(|p| p.name == "pod-b").unwrap().clone();
     for (i, version) in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"].into_iter().enumerate() {
         let pod = PodNs::new(format!("{}-c{i}", f.lab.name));
         let id = format!("ctr{i}");
-        let conf = f.conf(version);
+        let conf = f.config(version);
         let r = f.run("ADD", &id, &pod.path(), &conf);
         assert!(r.ok, "ADD {version}: {}", r.out);
         let res = &r.out;
@@ -316,11 +242,11 @@ fn add_check_del_in_every_version_leave_nothing_behind() {
 #[test]
 fn a_failed_add_releases_its_address_and_a_del_after_it_succeeds() {
     common::root_or_skip!();
-    let f = Fixture::new("cf");
+    let f = Fixture::fixture("cf");
     let pod = PodNs::new(format!("{}-cx", f.lab.name));
     // IPAM hands out an address outside the node's pod CIDR: the agent
     // refuses the endpoint after IPAM and the wiring ran.
-    let mut conf = f.conf("1.0.0");
+    let mut conf = f.config("1.0.0");
     conf["ipam"]["ranges"] = json!([[{"subnet": "10.250.0.0/24"}]]);
     let r = f.run("ADD", "bad1", &pod.path(), &conf);
     assert!(!r.ok, "{}", r.out);
@@ -345,9 +271,9 @@ fn a_failed_add_releases_its_address_and_a_del_after_it_succeeds() {
 #[test]
 fn with_the_agent_down_add_says_try_again_and_del_still_cleans_up() {
     common::root_or_skip!();
-    let f = Fixture::new("cd");
+    let f = Fixture::fixture("cd");
     let pod = PodNs::new(format!("{}-cy", f.lab.name));
-    let conf = f.conf("1.1.0");
+    let conf = f.config("1.1.0");
     let r = f.run("ADD", "down1", &pod.path(), &conf);
     assert!(r.ok, "{}", r.out);
     let res = r.out.clone();
@@ -420,9 +346,9 @@ fn chained_before_portmap_a_host_port_reaches_the_pod() {
         Path::new(REFERENCE_PLUGINS).join("portmap").exists(),
         "run scripts/setup.sh"
     );
-    let f = Fixture::new("cp");
+    let f = Fixture::fixture("cp");
     let pod = PodNs::new(format!("{}-cp", f.lab.name));
-    let conf = f.conf("1.0.0");
+    let conf = f.config("1.0.0");
     let r = f.run("ADD", "pm1", &pod.path(), &conf);
     assert!(r.ok, "{}", r.out);
     let ours = r.out.clone();
@@ -442,7 +368,7 @@ fn chained_before_portmap_a_host_port_reaches_the_pod() {
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
-        for (k, v) in f.env(command, "pm1", &pod.path()) {
+        for (k, v) in cni::env(command, "pm1", &pod.path()) {
             c.env(k, v);
         }
         let mut ch = c.spawn().unwrap();
@@ -542,12 +468,12 @@ fn the_agent_writes_its_conflist_once_ready_and_leaves_it_when_stopped() {
 #[test]
 fn gc_prev_result_passthrough_and_a_failing_check() {
     common::root_or_skip!();
-    let f = Fixture::new("cg");
+    let f = Fixture::fixture("cg");
     let (p1, p2) = (
         PodNs::new(format!("{}-g1", f.lab.name)),
         PodNs::new(format!("{}-g2", f.lab.name)),
     );
-    let mut conf = f.conf("1.1.0");
+    let mut conf = f.config("1.1.0");
     conf["prevResult"] = json!({
         "cniVersion": "1.1.0",
         "interfaces": [{"name": "earlier0"}],
@@ -564,7 +490,7 @@ fn gc_prev_result_passthrough_and_a_failing_check() {
         "our ips point at our pod interface"
     );
     let first = r.out.clone();
-    let conf = f.conf("1.1.0");
+    let conf = f.config("1.1.0");
     let r = f.run("ADD", "g2", &p2.path(), &conf);
     assert!(r.ok, "{}", r.out);
     let second = r.out.clone();

@@ -21,10 +21,10 @@ use std::{
 };
 
 use common::{
-    cni::{plugin, PodNs, Run, REFERENCE_PLUGINS},
-    kill9, TestLab,
+    cni::{self, PodNs, REFERENCE_PLUGINS},
+    kill9,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use shortpath::{
     agent::api::{self, Request},
     netns::{self, Netns},
@@ -65,32 +65,11 @@ struct Pod {
     result: Value,
 }
 
-/// A lab with agents, and a plugin config for node-a.
-struct Fixture {
-    lab: TestLab,
-    ns: String,
-    ipam_dir: tempfile::TempDir,
-    log: tempfile::NamedTempFile,
-}
+type Fixture = cni::NodeA;
 
 impl Fixture {
-    fn new(prefix: &str) -> Self {
-        let lab = TestLab::up_with(prefix, None, &["--agent", "--mode", "peer"]);
-        let ns = format!("{}-node-a", lab.name);
-        Self {
-            lab,
-            ns,
-            ipam_dir: tempfile::tempdir().unwrap(),
-            log: tempfile::NamedTempFile::new().unwrap(),
-        }
-    }
-
-    fn agent_dir(&self) -> PathBuf {
-        PathBuf::from(format!("/run/shortpath/{}/agents/node-a", self.lab.name))
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.agent_dir().join("api.sock")
+    fn fixture(prefix: &str) -> Self {
+        Self::new(prefix, "shortpath-load")
     }
 
     fn links_dir(&self) -> PathBuf {
@@ -101,64 +80,8 @@ impl Fixture {
     }
 
     /// Room for 231 pods in node-a's pod CIDR, both families.
-    fn conf(&self) -> Value {
-        json!({
-            "cniVersion": "1.1.0",
-            "name": "shortpath-load",
-            "type": "shortpath",
-            "socket": self.sock(),
-            "pinRoot": format!("/sys/fs/bpf/shortpath/{}", self.lab.name),
-            "node": "node-a",
-            "logFile": self.log.path(),
-            "ipam": {
-                "type": "host-local",
-                "dataDir": self.ipam_dir.path(),
-                "ranges": [
-                    [{"subnet": "172.17.1.0/24", "rangeStart": "172.17.1.20", "rangeEnd": "172.17.1.250"}],
-                    [{"subnet": "fd00:172:17:1::/64", "rangeStart": "fd00:172:17:1::20", "rangeEnd": "fd00:172:17:1::250"}]
-                ]
-            }
-        })
-    }
-
-    /// Runs the plugin in node-a's namespace.
-    fn run(&self, command: &str, id: &str, netns: &str, conf: &Value) -> Run {
-        let env = [
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", netns),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", REFERENCE_PLUGINS),
-        ];
-        plugin(Some(&self.ns), &env, conf)
-    }
-
-    /// Leases host-local holds (one file per address).
-    fn ipam_files(&self) -> Vec<String> {
-        let dir = self.ipam_dir.path().join("shortpath-load");
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| !n.starts_with("last_reserved_ip") && n != "lock")
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn host_veths(&self) -> Vec<String> {
-        let o = Command::new("ip")
-            .args(["-n", &self.ns, "-j", "link", "show"])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l["ifname"].as_str())
-            .filter(|n| n.starts_with("sp"))
-            .map(str::to_owned)
-            .collect()
+    fn config(&self) -> Value {
+        self.conf("1.1.0", 20, 250)
     }
 
     fn link_pins(&self) -> BTreeSet<String> {
@@ -266,7 +189,7 @@ impl Tally {
 }
 
 fn del(f: &Fixture, tally: &Tally, pod: Pod) {
-    let mut conf = f.conf();
+    let mut conf = f.config();
     conf["prevResult"] = pod.result;
     let before = loop {
         if DELS_WHILE_AGENT_STARTS {
@@ -310,7 +233,7 @@ fn worker(f: &Fixture, tally: &Tally, pods: Vec<usize>) {
         }
         let ns = PodNs::new(format!("{}-q{i}", f.lab.name));
         let id = format!("load{i}");
-        let conf = f.conf();
+        let conf = f.config();
         let started = Instant::now();
         loop {
             let before = tally.phase();
@@ -412,7 +335,7 @@ fn a_hundred_pods_in_parallel_through_an_agent_restart_leave_nothing_behind() {
         Path::new(REFERENCE_PLUGINS).join("host-local").exists(),
         "run scripts/setup.sh (containernetworking-plugins)"
     );
-    let f = Fixture::new("cl");
+    let f = Fixture::fixture("cl");
     let _logs = LogsOnPanic(&f);
     // What is pinned before any pod of ours: the NIC's and the lab pod's
     // host veth's links.
