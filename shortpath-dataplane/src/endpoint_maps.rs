@@ -193,11 +193,13 @@ impl EndpointMaps<MapData> {
         })
     }
 
-    /// Whether the maps (and their generation) are pinned in `dir`.
-    pub fn are_pinned(dir: &Path) -> bool {
-        [MAP_ENDPOINTS_V4, MAP_ENDPOINTS_V6, MAP_ENDPOINTS_GEN]
+    /// [`pinned`](Self::pinned), or `None` when the maps (or their
+    /// generation) are not all pinned in `dir`.
+    pub fn pinned_if_present(dir: &Path) -> Result<Option<Self>, DataplaneError> {
+        let present = [MAP_ENDPOINTS_V4, MAP_ENDPOINTS_V6, MAP_ENDPOINTS_GEN]
             .iter()
-            .all(|m| dir.join(m).exists())
+            .all(|m| dir.join(m).exists());
+        present.then(|| Self::pinned(dir)).transpose()
     }
 }
 

@@ -48,10 +48,9 @@ pub fn remove_pinned(
         return Ok(0);
     };
     let mut n = remove_legacy(&pins.maps(), addrs)?;
-    if !EndpointMaps::are_pinned(&pins.maps()) {
+    let Some(mut map) = EndpointMaps::pinned_if_present(&pins.maps())? else {
         return Ok(n);
-    }
-    let mut map = EndpointMaps::pinned(&pins.maps())?;
+    };
     for a in addrs {
         if map.remove(&key(*a)).is_ok() {
             n += 1;

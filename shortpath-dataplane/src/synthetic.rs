@@ -186,10 +186,7 @@ pub fn open_pinned(
     let Some(pins) = NodePins::existing(root, node)? else {
         return Ok(None);
     };
-    if !EndpointMaps::are_pinned(&pins.maps()) {
-        return Ok(None);
-    }
-    EndpointMaps::pinned(&pins.maps()).map(Some)
+    EndpointMaps::pinned_if_present(&pins.maps())
 }
 
 fn is_errno(e: &MapError, errno: i32) -> bool {

@@ -25,8 +25,8 @@ use crate::{
 
 /// How long a packet may wait for ARP before the kernel drops it: three
 /// probes 1 s apart, with a margin for timers that fire late on a busy
-/// machine (at 3.5 s a CI run once ended the trace with most probes still
-/// queued).
+/// machine (at 3.5 s a full local test run once ended the trace with most
+/// probes still queued).
 const NEIGHBOUR_TIMEOUT: Duration = Duration::from_millis(4500);
 
 #[derive(Clone, Debug)]

@@ -111,17 +111,9 @@ pub fn env<'a>(command: &'a str, id: &'a str, netns: &'a str) -> [(&'a str, &'a 
 
 /// The host-side veths the plugin made in namespace `ns` (`sp…`).
 pub fn host_veths(ns: &str) -> Vec<String> {
-    let o = Command::new("ip")
-        .args(["-n", ns, "-j", "link", "show"])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["ifname"].as_str())
+    super::kernel::devices(ns)
+        .into_iter()
         .filter(|n| n.starts_with("sp"))
-        .map(str::to_owned)
         .collect()
 }
 

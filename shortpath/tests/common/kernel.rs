@@ -12,7 +12,7 @@ use shortpath::netns::{self, Netns};
 pub type Attached = (String, &'static str, &'static str, String);
 
 /// Devices of a namespace, by name.
-fn devices(ns: &str) -> Vec<String> {
+pub fn devices(ns: &str) -> Vec<String> {
     let out = Command::new("ip")
         .args(["-n", ns, "-j", "link", "show"])
         .output()
