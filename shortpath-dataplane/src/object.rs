@@ -281,7 +281,15 @@ mod tests {
     #[test]
     fn each_object_holds_only_its_own_programs() {
         assert_eq!(programs(TC_OBJECT), ["from_nic", "from_pod"]);
-        assert_eq!(programs(REFERENCE_OBJECT), ["ref_from_nic", "ref_from_pod"]);
+        assert_eq!(
+            programs(REFERENCE_OBJECT),
+            [
+                "ref_from_nic",
+                "ref_from_pod",
+                "ref_noop_nic",
+                "ref_noop_pod"
+            ]
+        );
         let trace = programs(TRACE_OBJECT);
         assert!(!trace.is_empty(), "{trace:?}");
         assert!(

@@ -1,7 +1,9 @@
 //! The hand-written reference programs (`shortpath_ebpf::reference`):
 //! one pod pair's redirects with everything fixed at load time. Only
 //! benchmarks load them, to compare the dataplane's per-packet cost with
-//! the floor on the same machine and frames.
+//! the hand-written one on the same machine and frames. The same object
+//! holds a program per hook that does nothing (`noop`), whose
+//! bpf_stats cost is what counting itself charges every program.
 
 use std::net::Ipv4Addr;
 
@@ -80,6 +82,20 @@ impl ReferenceObject {
         match hook {
             Hook::FromNic => "ref_from_nic",
             Hook::FromPod => "ref_from_pod",
+        }
+    }
+
+    /// The no-op program for `hook`, loaded on first use.
+    pub fn noop(&mut self, hook: Hook) -> Result<&mut SchedClassifier, DataplaneError> {
+        classifier(&mut self.ebpf, Self::noop_name(hook))
+    }
+
+    /// The no-op program's name: one per hook, so that each hook's runs
+    /// are counted apart.
+    pub fn noop_name(hook: Hook) -> &'static str {
+        match hook {
+            Hook::FromNic => "ref_noop_nic",
+            Hook::FromPod => "ref_noop_pod",
         }
     }
 }

@@ -120,3 +120,13 @@ pub fn from_pod(ctx: &TcContext) -> i32 {
     // SAFETY: a helper call with plain arguments.
     unsafe { bpf_redirect(REF_NIC_IFINDEX.load(), 0) as i32 }
 }
+
+/// A program that hands every packet on at once. What bpf_stats
+/// charges it per packet is what the kernel's clock reads around a run
+/// cost, with nothing of the program in it; `shortpath bench --modes
+/// noop` attaches it in front of the dataplane's programs to measure
+/// that under the bench's load (docs/BENCH.md).
+#[inline(always)]
+pub fn nothing() -> i32 {
+    TC_ACT_UNSPEC
+}

@@ -225,7 +225,11 @@ fn report_writes_markdown_plots_and_json_and_cleans_up() {
         serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
     check_summary(&v, &TESTS);
     assert!(md.contains("of the hand-written reference"), "{md}");
-    for mode in ["redirect", "peer", "reference"] {
+    assert!(
+        md.contains("(the noop row), in ns/packet: udp_rr from_nic: redirect "),
+        "{md}"
+    );
+    for mode in ["redirect", "peer", "reference", "noop"] {
         let ns = &v["summary"][mode]["udp_rr"]["programs"]["from_nic"]["ns_per_packet"];
         assert!(ns.as_f64().is_some_and(|n| n > 0.0), "{mode}: {ns}");
     }
@@ -503,23 +507,32 @@ fn loaded_programs(prefix: &str) -> Vec<String> {
 }
 
 #[test]
-fn bench_reference_mode_times_the_hand_written_programs_and_detaches_them() {
+fn bench_reference_and_noop_modes_time_their_programs_and_detach_them() {
     root_or_skip!();
     let _sysctl = SYSCTL.read().unwrap_or_else(|e| e.into_inner());
     let lab = TestLab::up_with("br", None, &["--mode", "peer"]);
-    let (v, out, _) = short_bench(&lab, "peer,reference", &[]);
+    let (v, out, _) = short_bench(&lab, "peer,reference,noop", &[]);
     assert!(out.contains("REFERENCE"), "{out}");
-    for mode in ["peer", "reference"] {
+    // The no-op programs only measure: no throughput column of their own.
+    assert!(!out.contains("NOOP"), "{out}");
+    assert!(
+        out.contains("Above what counting charges a program that does nothing"),
+        "{out}"
+    );
+    let ns = |mode: &str, test: &str, hook: &str| {
+        v["summary"][mode][test]["programs"][hook]["ns_per_packet"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{mode} {test} {hook}: {}", v["summary"][mode][test]))
+    };
+    for mode in ["peer", "reference", "noop"] {
         for test in ["udp_rr", "udp_pps"] {
             let s = &v["summary"][mode][test];
             for hook in ["from_nic", "from_pod"] {
                 let p = &s["programs"][hook];
-                assert!(
-                    p["ns_per_packet"].as_f64().is_some_and(|n| n > 1.0),
-                    "{mode} {test} {hook}: {p}"
-                );
+                assert!(ns(mode, test, hook) > 1.0, "{mode} {test} {hook}: {p}");
                 // The pair's packets went through the programs of the row:
-                // the reference's took them away from the dataplane's.
+                // the reference's took them away from the dataplane's, the
+                // no-op's saw each of them first.
                 let runs = p["run_count"].as_f64().unwrap();
                 let least =
                     s["min"].as_f64().unwrap() * if test == "udp_pps" { 1000.0 } else { 1.0 };
@@ -527,8 +540,21 @@ fn bench_reference_mode_times_the_hand_written_programs_and_detaches_them() {
             }
         }
     }
-    // Nothing of the reference is left, and the lab is as it was.
-    assert_eq!(loaded_programs("ref_from_"), Vec::<String>::new());
+    // Doing nothing costs well below the dataplane's work, measured the
+    // same way in the same run (about half of it here; a row that read the
+    // dataplane's counters would be level with them).
+    for test in ["udp_rr", "udp_pps"] {
+        for hook in ["from_nic", "from_pod"] {
+            assert!(
+                ns("noop", test, hook) < 0.8 * ns("peer", test, hook),
+                "{test} {hook}: noop {} peer {}",
+                ns("noop", test, hook),
+                ns("peer", test, hook)
+            );
+        }
+    }
+    // Nothing of the reference object is left, and the lab is as it was.
+    assert_eq!(loaded_programs("ref_"), Vec::<String>::new());
     let status = stdout(&ok(shortpath(&["lab", "status", "--name", &lab.name])));
     assert!(status.contains("mode peer"), "{status}");
 }

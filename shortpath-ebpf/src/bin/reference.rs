@@ -1,5 +1,7 @@
-//! The hand-written reference programs (`shortpath_ebpf::reference`),
-//! loaded only by `shortpath prog-bench` to compare against.
+//! The hand-written reference programs (`shortpath_ebpf::reference`) and
+//! the no-op programs (they do nothing, one per hook so that each has
+//! its own run-time counters), loaded only by the benchmarks to compare
+//! against.
 #![no_std]
 #![no_main]
 
@@ -13,6 +15,16 @@ pub fn ref_from_nic(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn ref_from_pod(ctx: TcContext) -> i32 {
     shortpath_ebpf::reference::from_pod(&ctx)
+}
+
+#[classifier]
+pub fn ref_noop_nic(_ctx: TcContext) -> i32 {
+    shortpath_ebpf::reference::nothing()
+}
+
+#[classifier]
+pub fn ref_noop_pod(_ctx: TcContext) -> i32 {
+    shortpath_ebpf::reference::nothing()
 }
 
 #[cfg(not(test))]

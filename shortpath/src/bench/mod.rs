@@ -27,7 +27,9 @@ pub use result::{
 };
 pub use run::{run, BenchConfig, Progress};
 pub use table::endpoints_note;
-pub use table::{bpf_stats_note, human, latency_table, program_table, summary_table};
+pub use table::{
+    above_noop_note, bpf_stats_note, human, latency_table, paths, program_table, summary_table,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -105,6 +107,13 @@ pub enum BenchMode {
     /// dataplane's (IPv4, the bench's pod pair only; see `reference.rs`).
     /// Not in [`BenchMode::ALL`]: asked for by name.
     Reference,
+    /// Peer mode with a program that does nothing in front of the
+    /// dataplane's, at both hooks of the same nodes as `reference`: its
+    /// ns/packet is what bpf_stats charges any program here (the clock
+    /// reads around each run). Its throughput carries one more program
+    /// per hook, so tables of throughput and latency leave it out. Asked
+    /// for by name.
+    Noop,
 }
 
 impl BenchMode {
@@ -122,6 +131,7 @@ impl BenchMode {
             BenchMode::Peer => "peer",
             BenchMode::Host => "host",
             BenchMode::Reference => "reference",
+            BenchMode::Noop => "noop",
         }
     }
 
@@ -131,8 +141,15 @@ impl BenchMode {
         match self {
             BenchMode::Bridge | BenchMode::Host => Mode::Bridge,
             BenchMode::Redirect => Mode::Redirect,
-            BenchMode::Peer | BenchMode::Reference => Mode::Peer,
+            BenchMode::Peer | BenchMode::Reference | BenchMode::Noop => Mode::Peer,
         }
+    }
+
+    /// Whether its throughput and latency stand for a path users run:
+    /// everything but `noop`, whose extra program only serves to
+    /// measure the measurement.
+    pub fn is_a_path(self) -> bool {
+        self != BenchMode::Noop
     }
 }
 
@@ -147,10 +164,10 @@ impl FromStr for BenchMode {
     fn from_str(s: &str) -> Result<Self, String> {
         BenchMode::ALL
             .into_iter()
-            .chain([BenchMode::Reference])
+            .chain([BenchMode::Reference, BenchMode::Noop])
             .find(|m| m.name() == s)
             .ok_or_else(|| {
-                format!("unknown mode {s:?}: use bridge, redirect, peer, host or reference")
+                format!("unknown mode {s:?}: use bridge, redirect, peer, host, reference or noop")
             })
     }
 }

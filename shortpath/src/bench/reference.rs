@@ -7,6 +7,10 @@
 //! counters give the floor under the same load, in the same run, as the
 //! `peer` row.
 //!
+//! The `noop` mode attaches, the same way, a program per hook that does
+//! nothing but hand the packet on: what bpf_stats charges it is the part
+//! of every program's ns/packet that is the counting itself.
+//!
 //! The links are TCX links held by this process (nothing is pinned):
 //! dropping [`Attached`], or the process dying, detaches them.
 
@@ -27,8 +31,45 @@ use crate::{
 
 const HOOKS: [Hook; 2] = [Hook::FromNic, Hook::FromPod];
 
-/// The reference programs of every node, attached.
+/// Which programs of the reference object go in front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Programs {
+    /// The hand-written redirects.
+    Reference,
+    /// Programs that do nothing.
+    Noop,
+}
+
+impl Programs {
+    fn mode(self) -> &'static str {
+        match self {
+            Programs::Reference => "reference",
+            Programs::Noop => "noop",
+        }
+    }
+
+    fn name(self, hook: Hook) -> &'static str {
+        match self {
+            Programs::Reference => ReferenceObject::name(hook),
+            Programs::Noop => ReferenceObject::noop_name(hook),
+        }
+    }
+
+    fn program(
+        self,
+        obj: &mut ReferenceObject,
+        hook: Hook,
+    ) -> Result<&mut aya::programs::SchedClassifier, DataplaneError> {
+        match self {
+            Programs::Reference => obj.program(hook),
+            Programs::Noop => obj.noop(hook),
+        }
+    }
+}
+
+/// The reference (or no-op) programs of every node, attached.
 pub struct Attached {
+    programs: Programs,
     nodes: Vec<(String, ReferenceObject)>,
 }
 
@@ -115,13 +156,17 @@ fn error(node: &str, e: DataplaneError) -> BenchError {
     }
 }
 
-/// Loads and attaches the reference on both nodes of `inv`, for the
-/// bench's pods; `server` (the address the load goes to) must be the
-/// second node's pod's IPv4 address.
-pub async fn attach(inv: &Inventory, server: IpAddr) -> Result<Attached, BenchError> {
+/// Loads and attaches the reference (or the no-op programs) on both nodes of
+/// `inv`, for the bench's pods; `server` (the address the load goes to)
+/// must be the second node's pod's IPv4 address.
+pub async fn attach(
+    inv: &Inventory,
+    server: IpAddr,
+    programs: Programs,
+) -> Result<Attached, BenchError> {
     let topology = |what: String| BenchError::Topology {
         lab: inv.name.to_string(),
-        what: format!("reference mode: {what}"),
+        what: format!("{} mode: {what}", programs.mode()),
     };
     let sides = sides(inv).map_err(topology)?;
     if IpAddr::V4(sides[1].params.pod_addr) != server {
@@ -139,22 +184,28 @@ pub async fn attach(inv: &Inventory, server: IpAddr) -> Result<Attached, BenchEr
             params,
         } = s;
         let obj = netns::run_in(&Netns::new(&netns), move || {
-            load(&params, &nic, &pod_host_if)
+            load(&params, programs, &nic, &pod_host_if)
         })
         .await?
         .map_err(|e| error(&node, e))?;
         nodes.push((node, obj));
     }
-    Ok(Attached { nodes })
+    Ok(Attached { programs, nodes })
 }
 
-/// In the node's namespace: the reference object, its programs first at
+/// In the node's namespace: the reference object, its `programs` first at
 /// the NIC's and the pod veth's TC ingress.
-fn load(p: &ReferenceParams, nic: &str, pod: &str) -> Result<ReferenceObject, DataplaneError> {
+fn load(
+    p: &ReferenceParams,
+    programs: Programs,
+    nic: &str,
+    pod: &str,
+) -> Result<ReferenceObject, DataplaneError> {
     let mut obj = ReferenceObject::load(p)?;
     for (hook, dev) in [(Hook::FromNic, nic), (Hook::FromPod, pod)] {
-        let name = ReferenceObject::name(hook);
-        obj.program(hook)?
+        let name = programs.name(hook);
+        programs
+            .program(&mut obj, hook)?
             .attach_with_options(
                 dev,
                 TcAttachType::Ingress,
@@ -169,13 +220,14 @@ impl Attached {
     /// The programs' run-time counters, as the dataplane's are read.
     pub fn runs(&mut self) -> Result<Vec<ProgramRun>, BenchError> {
         let mut out = Vec::new();
+        let programs = self.programs;
         for (node, obj) in &mut self.nodes {
             for hook in HOOKS {
-                let info = obj
-                    .program(hook)
+                let info = programs
+                    .program(obj, hook)
                     .and_then(|p| {
                         p.info()
-                            .map_err(|e| DataplaneError::program(ReferenceObject::name(hook), e))
+                            .map_err(|e| DataplaneError::program(programs.name(hook), e))
                     })
                     .map_err(|e| error(node, e))?;
                 out.push(ProgramRun {

@@ -360,4 +360,47 @@ mod tests {
         assert_eq!(v["bpf_stats"]["counted"], true);
         assert_eq!(v["bpf_stats"]["previous"], "0");
     }
+
+    #[test]
+    fn the_noop_row_is_subtracted_and_left_out_of_the_path_tables() {
+        let params = Params {
+            lab: "t".into(),
+            path: PathKind::Remote,
+            family: "ipv4",
+            modes: vec![BenchMode::Peer, BenchMode::Reference, BenchMode::Noop],
+            tests: vec![Test::TcpStream],
+            duration_s: 1.0,
+            warmup_s: 0.1,
+            rounds: 1,
+            streams: 1,
+            cpus: None,
+            endpoints: None,
+        };
+        let n = 1000;
+        let rounds = vec![
+            with_programs(round(0, BenchMode::Peer, 20.0), 75 * n, 80 * n, n),
+            with_programs(round(0, BenchMode::Reference, 21.0), 40 * n, 41 * n, n),
+            with_programs(round(0, BenchMode::Noop, 19.0), 33 * n, 34 * n, n),
+        ];
+        let bpf = BpfStatsRun::new(BpfStatsSetting::SetForRun, Some("0".into()));
+        let r = BenchResult::summarize(Machine::current(), params, bpf, rounds, BTreeMap::new());
+        assert_eq!(
+            super::super::above_noop_note(&r).unwrap(),
+            "Above what counting charges a program that does nothing (the noop row), in ns/packet: \
+             tcp_stream from_nic: peer 42, reference 7 (no-op 33); \
+             tcp_stream from_pod: peer 46, reference 7 (no-op 34)."
+        );
+        let paths = super::super::summary_table(&r).to_string();
+        assert!(
+            paths.contains("REFERENCE") && !paths.contains("NOOP"),
+            "{paths}"
+        );
+        let costs = super::super::program_table(&r).to_string();
+        assert!(costs.contains("noop"), "{costs}");
+
+        // Without noop rows there is nothing to subtract.
+        let mut r = r;
+        r.summary.remove(&BenchMode::Noop);
+        assert_eq!(super::super::above_noop_note(&r), None);
+    }
 }

@@ -178,7 +178,12 @@ async fn measure(
             // Attached for this mode's tests only; dropped (detached)
             // before the next mode, and with the run on an error.
             let mut reference = match mode {
-                BenchMode::Reference => Some(reference::attach(inv, pod.addr).await?),
+                BenchMode::Reference => {
+                    Some(reference::attach(inv, pod.addr, reference::Programs::Reference).await?)
+                }
+                BenchMode::Noop => {
+                    Some(reference::attach(inv, pod.addr, reference::Programs::Noop).await?)
+                }
                 _ => None,
             };
             for &test in &cfg.tests {
@@ -256,8 +261,8 @@ async fn once(
         .map_err(|_| BenchError::Panicked)?
 }
 
-/// The run-time counters of what runs in this mode: the reference
-/// programs when they are attached, else the lab's.
+/// The run-time counters of what runs in this mode: the reference (or
+/// floor) programs when they are attached, else the lab's.
 async fn runs(
     inv: &Inventory,
     reference: &mut Option<reference::Attached>,

@@ -16,15 +16,24 @@ pub fn human(v: f64) -> String {
     }
 }
 
+/// The measured modes whose throughput and latency stand for a path (not
+/// `noop`: see [`BenchMode::Noop`]).
+pub fn paths(r: &BenchResult) -> impl Iterator<Item = BenchMode> + '_ {
+    r.params.modes.iter().copied().filter(|m| m.is_a_path())
+}
+
+/// The hooks whose programs' cost the tables show.
+const HOOKS: [&str; 2] = ["from_nic", "from_pod"];
+
 /// One row per test, one column per mode: median, and the ratios to bridge
 /// and host.
 pub fn summary_table(r: &BenchResult) -> Table {
     let mut headers = vec!["TEST".to_owned(), "UNIT".to_owned()];
-    headers.extend(r.params.modes.iter().map(|m| m.name().to_uppercase()));
+    headers.extend(paths(r).map(|m| m.name().to_uppercase()));
     let mut t = Table::new(headers);
     for &test in &r.params.tests {
         let mut row = vec![test.name().to_owned(), test.unit().to_owned()];
-        for &mode in &r.params.modes {
+        for mode in paths(r) {
             let cell = match r.get(mode, test) {
                 None => "-".to_owned(),
                 Some(s) => {
@@ -56,7 +65,7 @@ pub fn summary_table(r: &BenchResult) -> Table {
 pub fn latency_table(r: &BenchResult) -> Table {
     let mut t = Table::new(["TEST", "MODE", "P50 µs", "P90 µs", "P99 µs", "P99.9 µs"]);
     for &test in r.params.tests.iter().filter(|t| t.has_latency()) {
-        for &mode in &r.params.modes {
+        for mode in paths(r) {
             if let Some(l) = r.get(mode, test).and_then(|s| s.latency) {
                 t.row([
                     test.name().to_owned(),
@@ -75,7 +84,6 @@ pub fn latency_table(r: &BenchResult) -> Table {
 /// What the lab's programs cost per packet, per hook, in the modes that
 /// have programs (from bpf_stats; empty when it was not counted).
 pub fn program_table(r: &BenchResult) -> Table {
-    const HOOKS: [&str; 2] = ["from_nic", "from_pod"];
     let mut t = Table::new(["TEST", "MODE", "FROM_NIC NS/PKT", "FROM_POD NS/PKT"]);
     for &test in &r.params.tests {
         for &mode in &r.params.modes {
@@ -93,6 +101,41 @@ pub fn program_table(r: &BenchResult) -> Table {
         }
     }
     t
+}
+
+/// What the programs cost above what counting charges a program that does
+/// nothing (the `noop` rows of the same run), per test and hook; `None`
+/// without `noop` rows.
+pub fn above_noop_note(r: &BenchResult) -> Option<String> {
+    let ns = |mode: BenchMode, test, hook: &str| {
+        r.get(mode, test)
+            .and_then(|s| s.programs.get(hook))
+            .and_then(|c| c.ns_per_packet)
+    };
+    let mut parts = Vec::new();
+    for &test in &r.params.tests {
+        for hook in HOOKS {
+            let Some(noop) = ns(BenchMode::Noop, test, hook) else {
+                continue;
+            };
+            let above: Vec<String> = paths(r)
+                .filter_map(|m| ns(m, test, hook).map(|n| format!("{m} {:.0}", n - noop)))
+                .collect();
+            if !above.is_empty() {
+                parts.push(format!(
+                    "{} {hook}: {} (no-op {noop:.0})",
+                    test.name(),
+                    above.join(", ")
+                ));
+            }
+        }
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "Above what counting charges a program that does nothing (the noop row), in ns/packet: {}.",
+            parts.join("; ")
+        )
+    })
 }
 
 /// One paragraph on how the programs' cost was counted, or why it was not.

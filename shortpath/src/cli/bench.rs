@@ -272,6 +272,9 @@ pub async fn run(args: BenchArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i3
         if !progs.is_empty() {
             print!("{progs}");
         }
+        if let Some(note) = bench::above_noop_note(&r) {
+            println!("{note}");
+        }
         println!("{}", bench::bpf_stats_note(&r));
     }
     if let Some(note) = bench::endpoints_note(&r) {

@@ -95,6 +95,9 @@ pub async fn run(args: ReportArgs, name: LabName, ctx: &Ctx) -> anyhow::Result<i
         println!();
         print!("{progs}");
     }
+    if let Some(note) = bench::above_noop_note(&r) {
+        println!("{note}");
+    }
     if let Some(s) = &scale {
         println!();
         print!("{}", report::scale::table(s));

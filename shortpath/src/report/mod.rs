@@ -23,6 +23,7 @@ const MODES: &str = "\
 | redirect | eth1 → `bpf_redirect` → lxc → backlog → ve0 | bridge, netfilter, the node's routing |
 | peer | eth1 → `bpf_redirect_peer` → ve0 | also the backlog queue and its second softirq pass |
 | reference | as peer, through hand-written programs compiled for the benchmark's pod pair | also the maps, checks and counters: the floor of a program on this path |
+| noop | as peer, with a program that does nothing in front at each hook (program cost only: not in the throughput and latency tables) | measures what bpf_stats itself adds to every program's ns/packet |
 | host | eth1 → node socket | the floor: no pod, no bridge, no program |
 ";
 
@@ -32,13 +33,10 @@ pub fn write_plots(r: &BenchResult, dir: &Path) -> io::Result<Vec<String>> {
     let mut files = Vec::new();
     for &test in &r.params.tests {
         if test.has_latency() {
-            let series: Vec<plot::CdfSeries> = r
-                .params
-                .modes
-                .iter()
+            let series: Vec<plot::CdfSeries> = bench::paths(r)
                 .filter_map(|m| {
                     r.latency
-                        .get(&(*m, test))
+                        .get(&(m, test))
                         .filter(|h| !h.is_empty())
                         .map(|h| bench::stats::cdf_series(m.name(), h))
                 })
@@ -50,12 +48,9 @@ pub fn write_plots(r: &BenchResult, dir: &Path) -> io::Result<Vec<String>> {
                 files.push(name);
             }
         }
-        let bars: Vec<(&str, f64, f64, f64)> = r
-            .params
-            .modes
-            .iter()
-            .filter(|m| **m != BenchMode::Host)
-            .filter_map(|m| r.get(*m, test).map(|s| (m.name(), s.value, s.min, s.max)))
+        let bars: Vec<(&str, f64, f64, f64)> = bench::paths(r)
+            .filter(|m| *m != BenchMode::Host)
+            .filter_map(|m| r.get(m, test).map(|s| (m.name(), s.value, s.min, s.max)))
             .collect();
         if !bars.is_empty() {
             let floor = r.get(BenchMode::Host, test).map(|s| s.value);
@@ -235,6 +230,9 @@ fn program_cost(r: &BenchResult) -> String {
         md += &t.markdown();
         md.push('\n');
     }
+    if let Some(note) = bench::above_noop_note(r) {
+        let _ = writeln!(md, "{note}\n");
+    }
     md
 }
 
@@ -287,8 +285,8 @@ fn findings(r: &BenchResult) -> String {
 }
 
 /// The modes a report measures: every dataplane mode, the hand-written
-/// reference right after peer when it can run on the lab (`reference`:
-/// why it cannot), and the host floor.
+/// reference and the no-op programs right after peer when they can run
+/// on the lab (`reference`: why they cannot), and the host floor.
 pub fn modes(reference: &Result<(), String>) -> Vec<BenchMode> {
     let mut m = BenchMode::ALL.to_vec();
     if reference.is_ok() {
@@ -297,6 +295,7 @@ pub fn modes(reference: &Result<(), String>) -> Vec<BenchMode> {
             .position(|m| *m == BenchMode::Peer)
             .map_or(m.len(), |i| i + 1);
         m.insert(at, BenchMode::Reference);
+        m.insert(at + 1, BenchMode::Noop);
     }
     m
 }
