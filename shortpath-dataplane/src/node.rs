@@ -167,8 +167,9 @@ impl Node {
 
     /// Brings the next-hop cache in step with the node's routes,
     /// neighbours, rules and NIC as the kernel has them now (the caller's
-    /// namespace is the node's). Returns the plan written and the number of
-    /// entries (written, removed).
+    /// namespace is the node's), and has the kernel keep the cached
+    /// gateways resolved ([`next_hops::keep_resolved`]). Returns the plan
+    /// written and the number of entries (written, removed).
     pub fn sync_next_hops(&self) -> Result<(next_hops::Plan, (usize, usize)), DataplaneError> {
         let obs = next_hops::observe(self.nic.ifindex).map_err(|e| DataplaneError::NextHops {
             netns: self.netns.clone(),
@@ -176,6 +177,7 @@ impl Node {
         })?;
         let plan = next_hops::plan(&self.cluster_cidrs, &obs);
         let changed = next_hops::sync(&mut self.next_hop_map()?, &plan)?;
+        next_hops::keep_resolved_or_warn(&plan, &self.netns);
         Ok((plan, changed))
     }
 

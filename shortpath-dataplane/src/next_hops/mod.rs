@@ -24,7 +24,10 @@
 mod map;
 mod observe;
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -65,6 +68,9 @@ pub struct Neighbour {
     pub lladdr: Option<[u8; 6]>,
     /// `NUD_VALID`: what `bpf_fib_lookup` answers SUCCESS with.
     pub valid: bool,
+    /// Kernel-managed (`NTF_EXT_MANAGED`): the kernel resolves it again
+    /// on its own, whether or not the stack sends through it.
+    pub managed: bool,
 }
 
 /// The egress device.
@@ -92,6 +98,9 @@ pub struct Plan {
     pub entries: BTreeMap<IpNet, NextHop>,
     /// Why nothing is cached (the FIB answers everything then).
     pub disabled: Option<&'static str>,
+    /// The gateways of cached routes whose neighbour entries the kernel
+    /// does not manage yet (see [`keep_resolved`]).
+    pub unmanaged: BTreeSet<(u32, IpAddr)>,
 }
 
 impl Plan {
@@ -99,6 +108,7 @@ impl Plan {
         Self {
             entries: BTreeMap::new(),
             disabled: Some(why),
+            unmanaged: BTreeSet::new(),
         }
     }
 
@@ -161,6 +171,7 @@ pub fn plan(cluster: &[IpNet], obs: &Observed) -> Plan {
         }
     }
     let mut cached: BTreeMap<IpNet, NextHop> = BTreeMap::new();
+    let mut unmanaged = BTreeSet::new();
     let mut exceptions: Vec<IpNet> = Vec::new();
     for (dst, routes) in &main {
         let best = routes.iter().min_by_key(|r| r.priority).copied();
@@ -172,8 +183,11 @@ pub fn plan(cluster: &[IpNet], obs: &Observed) -> Plan {
         let covered_by_local = local.iter().any(|l| l.dst.contains(dst));
         match best.filter(|_| !tie && !covered_by_local && !routes.iter().any(|r| r.tos != 0)) {
             Some(r) => match next_hop(r, obs) {
-                Some(nh) => {
+                Some((nh, gateway)) => {
                     cached.insert(*dst, nh);
+                    if !gateway.managed {
+                        unmanaged.insert((gateway.ifindex, gateway.addr));
+                    }
                 }
                 None => exceptions.push(*dst),
             },
@@ -194,11 +208,13 @@ pub fn plan(cluster: &[IpNet], obs: &Observed) -> Plan {
     Plan {
         entries,
         disabled: None,
+        unmanaged,
     }
 }
 
-/// The next hop of a cacheable route, as `bpf_fib_lookup` would return it.
-fn next_hop(r: &Route, obs: &Observed) -> Option<NextHop> {
+/// The next hop of a cacheable route, as `bpf_fib_lookup` would return
+/// it, and the gateway's neighbour entry it comes from.
+fn next_hop<'a>(r: &Route, obs: &'a Observed) -> Option<(NextHop, &'a Neighbour)> {
     if !r.unicast || r.special || r.oif != Some(obs.nic.ifindex) {
         return None;
     }
@@ -211,7 +227,7 @@ fn next_hop(r: &Route, obs: &Observed) -> Option<NextHop> {
         .iter()
         .find(|n| n.ifindex == obs.nic.ifindex && n.addr == gw && n.valid)?;
     let dmac = n.lladdr?;
-    Some(NextHop {
+    let nh = NextHop {
         ifindex: obs.nic.ifindex,
         mtu: r
             .mtu
@@ -219,7 +235,39 @@ fn next_hop(r: &Route, obs: &Observed) -> Option<NextHop> {
             .map_or(obs.nic.mtu, |m| m.min(obs.nic.mtu)),
         smac: obs.nic.mac,
         dmac,
-    })
+    };
+    Some((nh, n))
+}
+
+/// Makes the kernel manage (`NTF_EXT_MANAGED`, Linux ≥ 5.16) the neighbour
+/// entries of the cached routes' gateways that it does not manage yet
+/// (`plan.unmanaged`), in the calling thread's namespace; returns how many.
+///
+/// Why: the fast path sends through a gateway without the stack ever
+/// using its neighbour entry, so the kernel never re-verifies it, and a
+/// gateway that changes its MAC without announcing it would keep the old
+/// one in the entry and in the cache for good. A managed entry the kernel
+/// probes again whenever it goes stale, like one in use: a changed MAC
+/// arrives as a neighbour event within about a reachable time (15–45 s by
+/// default), and the agent follows it into the cache. The flag stays on
+/// the entry afterwards (it only keeps the neighbour resolved).
+pub fn keep_resolved(plan: &Plan) -> std::io::Result<usize> {
+    for (ifindex, addr) in &plan.unmanaged {
+        crate::nl::blocking::manage_neighbour(*ifindex, *addr)?;
+    }
+    Ok(plan.unmanaged.len())
+}
+
+/// [`keep_resolved`] for a sync of the node in `netns`, with a warning in
+/// place of an error: the cache is right without it, only blind to a MAC
+/// that changes unannounced.
+pub fn keep_resolved_or_warn(plan: &Plan, netns: &str) {
+    if let Err(e) = keep_resolved(plan) {
+        log::warn!(
+            "netns {netns}: could not have the kernel manage the neighbour entries of the cached gateways ({e}; needs Linux 5.16 or later): \
+             a gateway that changes its MAC without announcing it stays black-holed until something resolves it again"
+        );
+    }
 }
 
 #[cfg(test)]

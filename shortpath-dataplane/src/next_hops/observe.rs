@@ -6,7 +6,9 @@ use std::{io, net::IpAddr};
 use ipnet::IpNet;
 use netlink_packet_route::{
     link::{LinkAttribute, LinkFlags, LinkMessage},
-    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
+    neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourMessage, NeighbourState,
+    },
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteType},
     rule::{RuleAction, RuleAttribute, RuleMessage},
 };
@@ -131,6 +133,7 @@ fn valid(s: NeighbourState) -> bool {
 fn neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
     let mut addr = None;
     let mut lladdr = None;
+    let mut managed = false;
     for a in &n.attributes {
         match a {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
@@ -140,6 +143,7 @@ fn neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
                 addr = Some(IpAddr::V6(*v6))
             }
             NeighbourAttribute::LinkLayerAddress(l) => lladdr = <[u8; 6]>::try_from(&l[..]).ok(),
+            NeighbourAttribute::ExtFlags(f) => managed = f.contains(NeighbourExtFlags::Managed),
             _ => {}
         }
     }
@@ -148,6 +152,7 @@ fn neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
         addr: addr?,
         lladdr,
         valid: valid(n.header.state),
+        managed,
     })
 }
 

@@ -28,6 +28,7 @@ fn neigh(addr: &str, mac: [u8; 6], valid: bool) -> Neighbour {
         addr: addr.parse().unwrap(),
         lladdr: Some(mac),
         valid,
+        managed: false,
     }
 }
 
@@ -225,4 +226,32 @@ fn a_family_mismatch_between_route_and_gateway_is_not_cached() {
     assert!(!plan(&cluster(), &o)
         .entries
         .contains_key(&net("172.17.2.0/24")));
+}
+
+#[test]
+fn the_gateways_of_cached_routes_are_to_be_managed_until_they_are() {
+    let p = plan(&cluster(), &lab());
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    assert_eq!(
+        p.unmanaged,
+        BTreeSet::from([(NIC, ip("192.168.1.2")), (NIC, ip("fd00:192:168:1::2"))])
+    );
+    // Managed already: nothing to do for it.
+    let mut obs = lab();
+    obs.neighbours[0].managed = true;
+    assert_eq!(
+        plan(&cluster(), &obs).unmanaged,
+        BTreeSet::from([(NIC, ip("fd00:192:168:1::2"))])
+    );
+    // A route that is not cached (its gateway unresolved) asks for nothing.
+    let mut obs = lab();
+    obs.neighbours[1].valid = false;
+    assert_eq!(
+        plan(&cluster(), &obs).unmanaged,
+        BTreeSet::from([(NIC, ip("192.168.1.2"))])
+    );
+    // Nothing cached, nothing managed.
+    let mut obs = lab();
+    obs.default_rules = false;
+    assert!(plan(&cluster(), &obs).unmanaged.is_empty());
 }

@@ -1,6 +1,7 @@
 //! Synchronous rtnetlink requests in the calling thread's namespace, for
 //! code that already runs on a namespace thread without a runtime (the
-//! dataplane). Only what that code needs: tc filters.
+//! dataplane). Only what that code needs: tc filters, the dumps the
+//! next-hop cache is planned from, and managed neighbour entries.
 
 use std::io;
 
@@ -10,7 +11,8 @@ use netlink_packet_route::{
 };
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rtnetlink::packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 
 /// Which TC hook of a device.
@@ -217,6 +219,34 @@ pub fn neighbours() -> io::Result<Vec<netlink_packet_route::neighbour::Neighbour
             _ => None,
         },
     )
+}
+
+/// Has the kernel manage the neighbour entry of `addr` on `ifindex`
+/// (`NTF_EXT_MANAGED`): created if missing, its address and state kept if
+/// it has them (`ip neigh replace ADDR dev DEV managed`).
+pub fn manage_neighbour(ifindex: u32, addr: std::net::IpAddr) -> io::Result<()> {
+    use netlink_packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourMessage, NeighbourState,
+    };
+    let mut m = NeighbourMessage::default();
+    m.header.family = match addr {
+        std::net::IpAddr::V4(_) => AddressFamily::Inet,
+        std::net::IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    m.header.ifindex = ifindex;
+    m.header.state = NeighbourState::None;
+    m.attributes = vec![
+        NeighbourAttribute::Destination(match addr {
+            std::net::IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            std::net::IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        }),
+        NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed),
+    ];
+    request(
+        RouteNetlinkMessage::NewNeighbour(m),
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+    )
+    .map(drop)
 }
 
 /// Every policy routing rule, both families.
