@@ -259,10 +259,15 @@ pub fn keep_resolved(plan: &Plan) -> std::io::Result<usize> {
 }
 
 /// [`keep_resolved`] for a sync of the node in `netns`, with a warning in
-/// place of an error: the cache is right without it, only blind to a MAC
-/// that changes unannounced.
+/// place of an error (once per process: a kernel without managed entries
+/// fails every sync the same way): the cache is right without it, only
+/// blind to a MAC that changes unannounced.
 pub fn keep_resolved_or_warn(plan: &Plan, netns: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if let Err(e) = keep_resolved(plan) {
+        if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         log::warn!(
             "netns {netns}: could not have the kernel manage the neighbour entries of the cached gateways ({e}; needs Linux 5.16 or later): \
              a gateway that changes its MAC without announcing it stays black-holed until something resolves it again"
