@@ -108,7 +108,11 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
     obj.sync_pod_cidrs(spec)?;
     // The routes to other nodes' pods, resolved now; the agent keeps them
     // current from netlink events (a lab without one: at each switch).
-    obj.sync_next_hops(spec)?;
+    // Their gateways' neighbour entries the kernel keeps resolved itself.
+    let plan = obj.sync_next_hops(spec)?;
+    if let Err(why) = super::next_hops::keep_resolved(&plan) {
+        log::warn!("{}", super::next_hops::not_kept_resolved(&spec.netns, &why));
+    }
     for hook in [Hook::FromNic, Hook::FromPod] {
         let path = pins.prog(hook.program());
         pins::unpin(&path)?;

@@ -169,16 +169,22 @@ impl Node {
     /// neighbours, rules and NIC as the kernel has them now (the caller's
     /// namespace is the node's), and has the kernel keep the cached
     /// gateways resolved ([`next_hops::keep_resolved`]). Returns the plan
-    /// written and the number of entries (written, removed).
-    pub fn sync_next_hops(&self) -> Result<(next_hops::Plan, (usize, usize)), DataplaneError> {
+    /// written, the number of entries (written, removed), and the
+    /// gateways' entries newly made managed (or why they could not be,
+    /// for the caller to report: the cache is right either way).
+    #[allow(clippy::type_complexity)]
+    pub fn sync_next_hops(
+        &self,
+    ) -> Result<(next_hops::Plan, (usize, usize), Result<usize, String>), DataplaneError> {
         let obs = next_hops::observe(self.nic.ifindex).map_err(|e| DataplaneError::NextHops {
             netns: self.netns.clone(),
             source: e,
         })?;
         let plan = next_hops::plan(&self.cluster_cidrs, &obs);
         let changed = next_hops::sync(&mut self.next_hop_map()?, &plan)?;
-        next_hops::keep_resolved_or_warn(&plan, &self.netns);
-        Ok((plan, changed))
+        let managed = next_hops::keep_resolved(&plan)
+            .map_err(|why| next_hops::not_kept_resolved(&self.netns, &why));
+        Ok((plan, changed, managed))
     }
 
     /// The next-hop cache as the kernel holds it.

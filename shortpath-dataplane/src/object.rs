@@ -198,7 +198,6 @@ impl TcObject {
             })?;
         let plan = super::next_hops::plan(&spec.cluster_cidrs, &obs);
         super::next_hops::sync(&mut self.next_hops()?, &plan)?;
-        super::next_hops::keep_resolved_or_warn(&plan, &spec.netns);
         Ok(plan)
     }
 

@@ -71,6 +71,10 @@ pub struct Neighbour {
     /// Kernel-managed (`NTF_EXT_MANAGED`): the kernel resolves it again
     /// on its own, whether or not the stack sends through it.
     pub managed: bool,
+    /// Set by someone, not learned: permanent, noarp, or installed by a
+    /// routing daemon (`NTF_EXT_LEARNED`). Left as it is: making it
+    /// managed would drop what they configured.
+    pub configured: bool,
 }
 
 /// The egress device.
@@ -185,7 +189,7 @@ pub fn plan(cluster: &[IpNet], obs: &Observed) -> Plan {
             Some(r) => match next_hop(r, obs) {
                 Some((nh, gateway)) => {
                     cached.insert(*dst, nh);
-                    if !gateway.managed {
+                    if !gateway.managed && !gateway.configured {
                         unmanaged.insert((gateway.ifindex, gateway.addr));
                     }
                 }
@@ -241,7 +245,8 @@ fn next_hop<'a>(r: &Route, obs: &'a Observed) -> Option<(NextHop, &'a Neighbour)
 
 /// Makes the kernel manage (`NTF_EXT_MANAGED`, Linux ≥ 5.16) the neighbour
 /// entries of the cached routes' gateways that it does not manage yet
-/// (`plan.unmanaged`), in the calling thread's namespace; returns how many.
+/// (`plan.unmanaged`), in the calling thread's namespace; returns how
+/// many, or why none could be.
 ///
 /// Why: the fast path sends through a gateway without the stack ever
 /// using its neighbour entry, so the kernel never re-verifies it, and a
@@ -249,30 +254,57 @@ fn next_hop<'a>(r: &Route, obs: &'a Observed) -> Option<(NextHop, &'a Neighbour)
 /// one in the entry and in the cache for good. A managed entry the kernel
 /// probes again whenever it goes stale, like one in use: a changed MAC
 /// arrives as a neighbour event within about a reachable time (15–45 s by
-/// default), and the agent follows it into the cache. The flag stays on
-/// the entry afterwards (it only keeps the neighbour resolved).
-pub fn keep_resolved(plan: &Plan) -> std::io::Result<usize> {
-    for (ifindex, addr) in &plan.unmanaged {
-        crate::nl::blocking::manage_neighbour(*ifindex, *addr)?;
+/// default), and the agent follows it into the cache. Entries someone
+/// configured (permanent, noarp, a routing daemon's) are never in the
+/// plan. On older kernels nothing is sent: they ignore the flag and would
+/// take the request for "make this entry unresolved".
+pub fn keep_resolved(plan: &Plan) -> Result<usize, String> {
+    if plan.unmanaged.is_empty() {
+        return Ok(0);
     }
-    Ok(plan.unmanaged.len())
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    if !at_least(&release, (5, 16)) {
+        return Err(format!(
+            "the kernel ({}) has no managed neighbour entries (Linux 5.16 or later)",
+            release.trim()
+        ));
+    }
+    let failed: Vec<String> = plan
+        .unmanaged
+        .iter()
+        .filter_map(|(ifindex, addr)| {
+            crate::nl::blocking::manage_neighbour(*ifindex, *addr)
+                .err()
+                .map(|e| format!("{addr} on ifindex {ifindex}: {e}"))
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(plan.unmanaged.len())
+    } else {
+        Err(format!(
+            "could not make the neighbour entries of {} kernel-managed",
+            failed.join(", ")
+        ))
+    }
 }
 
-/// [`keep_resolved`] for a sync of the node in `netns`, with a warning in
-/// place of an error (once per process: a kernel without managed entries
-/// fails every sync the same way): the cache is right without it, only
-/// blind to a MAC that changes unannounced.
-pub fn keep_resolved_or_warn(plan: &Plan, netns: &str) {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if let Err(e) = keep_resolved(plan) {
-        if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        log::warn!(
-            "netns {netns}: could not have the kernel manage the neighbour entries of the cached gateways ({e}; needs Linux 5.16 or later): \
-             a gateway that changes its MAC without announcing it stays black-holed until something resolves it again"
-        );
+/// Whether a kernel release string (`6.18.0-…`) is `want` or later.
+fn at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (num(), num()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
     }
+}
+
+/// What a sync tells the user when [`keep_resolved`] failed (`why`) on the
+/// node in `netns`.
+pub fn not_kept_resolved(netns: &str, why: &str) -> String {
+    format!(
+        "netns {netns}: {why}; a gateway that changes its MAC without announcing it stays black-holed \
+         until something resolves it again (docs/DATAPLANE.md, the next-hop cache)"
+    )
 }
 
 #[cfg(test)]

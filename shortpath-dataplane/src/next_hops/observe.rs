@@ -7,7 +7,8 @@ use ipnet::IpNet;
 use netlink_packet_route::{
     link::{LinkAttribute, LinkFlags, LinkMessage},
     neighbour::{
-        NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourMessage, NeighbourState,
+        NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage,
+        NeighbourState,
     },
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteType},
     rule::{RuleAction, RuleAttribute, RuleMessage},
@@ -153,6 +154,10 @@ fn neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
         lladdr,
         valid: valid(n.header.state),
         managed,
+        configured: matches!(
+            n.header.state,
+            NeighbourState::Permanent | NeighbourState::Noarp
+        ) || n.header.flags.contains(NeighbourFlags::ExtLearned),
     })
 }
 

@@ -29,6 +29,7 @@ fn neigh(addr: &str, mac: [u8; 6], valid: bool) -> Neighbour {
         lladdr: Some(mac),
         valid,
         managed: false,
+        configured: false,
     }
 }
 
@@ -250,8 +251,30 @@ fn the_gateways_of_cached_routes_are_to_be_managed_until_they_are() {
         plan(&cluster(), &obs).unmanaged,
         BTreeSet::from([(NIC, ip("192.168.1.2"))])
     );
+    // Someone's static (or daemon-learned) entry is left as it is.
+    let mut obs = lab();
+    obs.neighbours[0].configured = true;
+    assert_eq!(
+        plan(&cluster(), &obs).unmanaged,
+        BTreeSet::from([(NIC, ip("fd00:192:168:1::2"))])
+    );
     // Nothing cached, nothing managed.
     let mut obs = lab();
     obs.default_rules = false;
     assert!(plan(&cluster(), &obs).unmanaged.is_empty());
+}
+
+#[test]
+fn kernel_releases_compare_by_major_then_minor() {
+    for (r, ok) in [
+        ("6.18.0-13-cloud-amd64\n", true),
+        ("5.16.0", true),
+        ("5.15.167", false),
+        ("4.19.0", false),
+        ("10.0", true),
+        ("", false),
+        ("garbage", false),
+    ] {
+        assert_eq!(super::at_least(r, (5, 16)), ok, "{r:?}");
+    }
 }

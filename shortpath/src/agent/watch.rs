@@ -45,6 +45,11 @@ pub struct NextHopSync {
     /// How long the last sync took (netlink dumps + map writes), µs.
     pub last_us: u64,
     pub last_error: Option<String>,
+    /// Gateways' neighbour entries made kernel-managed, over all syncs.
+    pub gateways_managed: u64,
+    /// Why the last sync could not make them managed, if it could not
+    /// (the cache is right, but blind to unannounced MAC changes).
+    pub gateways_unmanaged: Option<String>,
 }
 
 /// Wakes the next-hop syncer; shared by the event loop and the periodic
@@ -83,7 +88,20 @@ impl NextHops {
                 st.syncs += 1;
                 st.last_us = started.elapsed().as_micros() as u64;
                 match r {
-                    Ok(Ok((plan, (written, removed)))) => {
+                    Ok(Ok((plan, (written, removed), managed))) => {
+                        match managed {
+                            Ok(n) => {
+                                st.gateways_managed += n as u64;
+                                st.gateways_unmanaged = None;
+                            }
+                            Err(why) => {
+                                // Once per cause, not at every sync.
+                                if st.gateways_unmanaged.as_deref() != Some(why.as_str()) {
+                                    tracing::warn!("{why}");
+                                }
+                                st.gateways_unmanaged = Some(why);
+                            }
+                        }
                         st.written += written as u64;
                         st.removed += removed as u64;
                         st.cached = plan.cached();

@@ -387,8 +387,8 @@ mod tests {
         assert_eq!(
             super::super::above_noop_note(&r).unwrap(),
             "Above what counting charges a program that does nothing (the noop row), in ns/packet: \
-             tcp_stream from_nic: peer 42, reference 7 (no-op 33); \
-             tcp_stream from_pod: peer 46, reference 7 (no-op 34)."
+             tcp_stream from_nic: peer 42, reference 7 (noop 33); \
+             tcp_stream from_pod: peer 46, reference 7 (noop 34)."
         );
         let paths = super::super::summary_table(&r).to_string();
         assert!(

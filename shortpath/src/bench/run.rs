@@ -262,7 +262,7 @@ async fn once(
 }
 
 /// The run-time counters of what runs in this mode: the reference (or
-/// floor) programs when they are attached, else the lab's.
+/// no-op) programs when they are attached, else the lab's.
 async fn runs(
     inv: &Inventory,
     reference: &mut Option<reference::Attached>,

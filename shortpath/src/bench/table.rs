@@ -123,7 +123,7 @@ pub fn above_noop_note(r: &BenchResult) -> Option<String> {
                 .collect();
             if !above.is_empty() {
                 parts.push(format!(
-                    "{} {hook}: {} (no-op {noop:.0})",
+                    "{} {hook}: {} (noop {noop:.0})",
                     test.name(),
                     above.join(", ")
                 ));

@@ -23,7 +23,9 @@ pub struct BenchArgs {
     /// Lab to run on; built (and removed afterwards) if it is not up.
     #[arg(long, default_value = DEFAULT_LAB)]
     pub name: String,
-    /// Modes, in the order rounds run them.
+    /// Modes, in the order rounds run them: bridge, redirect, peer, host,
+    /// and on request reference (hand-written programs) and noop (programs
+    /// that do nothing: what counting costs).
     #[arg(
         long,
         value_delimiter = ',',

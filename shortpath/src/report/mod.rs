@@ -23,7 +23,7 @@ const MODES: &str = "\
 | redirect | eth1 → `bpf_redirect` → lxc → backlog → ve0 | bridge, netfilter, the node's routing |
 | peer | eth1 → `bpf_redirect_peer` → ve0 | also the backlog queue and its second softirq pass |
 | reference | as peer, through hand-written programs compiled for the benchmark's pod pair | also the maps, checks and counters: the floor of a program on this path |
-| noop | as peer, with a program that does nothing in front at each hook (program cost only: not in the throughput and latency tables) | measures what bpf_stats itself adds to every program's ns/packet |
+| noop | as peer, with a program that does nothing in front at each hook (its program cost only: not in the throughput and latency tables) | nothing: its programs' ns/packet is what counting itself charges every program |
 | host | eth1 → node socket | the floor: no pod, no bridge, no program |
 ";
 
