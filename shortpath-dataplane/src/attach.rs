@@ -110,8 +110,8 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
     // current from netlink events (a lab without one: at each switch).
     // Their gateways' neighbour entries the kernel keeps resolved itself.
     let plan = obj.sync_next_hops(spec)?;
-    if let Err(why) = super::next_hops::keep_resolved(&plan) {
-        log::warn!("{}", super::next_hops::not_kept_resolved(&spec.netns, &why));
+    if let Err(why) = super::next_hops::keep_resolved(&plan, &spec.netns) {
+        log::warn!("{why}");
     }
     for hook in [Hook::FromNic, Hook::FromPod] {
         let path = pins.prog(hook.program());

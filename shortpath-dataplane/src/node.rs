@@ -182,8 +182,7 @@ impl Node {
         })?;
         let plan = next_hops::plan(&self.cluster_cidrs, &obs);
         let changed = next_hops::sync(&mut self.next_hop_map()?, &plan)?;
-        let managed = next_hops::keep_resolved(&plan)
-            .map_err(|why| next_hops::not_kept_resolved(&self.netns, &why));
+        let managed = next_hops::keep_resolved(&plan, &self.netns);
         Ok((plan, changed, managed))
     }
 

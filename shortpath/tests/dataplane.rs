@@ -231,9 +231,7 @@ fn mode_switches_under_a_udp_stream_lose_nothing() {
 fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
     root_or_skip!();
     let lab = TestLab::up_with("pin", None, &["--mode", "peer"]);
-    let dir = shortpath::dataplane::PinRoot::shortpath()
-        .path()
-        .join(&lab.name);
+    let dir = lab.pin_dir();
     for node in ["node-a", "node-b"] {
         for f in [
             "links/eth1",
@@ -310,10 +308,7 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
 fn the_endpoint_map_of_an_older_version_is_kept_clean_then_unpinned() {
     root_or_skip!();
     let lab = TestLab::up_with("leg", None, &["--mode", "peer"]);
-    let maps = shortpath::dataplane::PinRoot::shortpath()
-        .path()
-        .join(&lab.name)
-        .join("node-a/maps");
+    let maps = lab.pin_dir().join("node-a/maps");
     let legacy = maps.join("ENDPOINTS");
     let o = std::process::Command::new("bpftool")
         .args(["map", "create"])
@@ -383,10 +378,7 @@ fn node_writes_and_reads_back_the_cluster_cidrs() {
     let lab = TestLab::up_with("cc", None, &["--mode", "peer"]);
     let plan = lab.plan();
     let node_a = &plan.nodes[0];
-    let dir = shortpath::dataplane::PinRoot::shortpath()
-        .path()
-        .join(&lab.name)
-        .join("node-a");
+    let dir = lab.pin_dir().join("node-a");
     assert_eq!(pod_cidrs(&dir), LAB_CIDRS);
     let nic_ifindex = netns::run_in_blocking(&Netns::new(&node_a.netns), || {
         nix::net::if_::if_nametoindex("eth1").unwrap()
@@ -768,9 +760,7 @@ fn pod_to_service_goes_through_the_nodes_dnat() {
     // The flows the fast modes remembered, in node-a's pinned map (shared
     // by both generations): one per client socket, UDP and TCP, in two
     // modes; none on node-b, whose pods sent nothing to the stack.
-    let pins = shortpath::dataplane::PinRoot::shortpath()
-        .path()
-        .join(&lab.name);
+    let pins = lab.pin_dir();
     let flows = |node: &str| {
         let md = aya::maps::MapData::from_pin(pins.join(node).join("maps/STACK_FLOWS")).unwrap();
         let map =

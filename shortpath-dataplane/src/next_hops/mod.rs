@@ -245,8 +245,8 @@ fn next_hop<'a>(r: &Route, obs: &'a Observed) -> Option<(NextHop, &'a Neighbour)
 
 /// Makes the kernel manage (`NTF_EXT_MANAGED`, Linux ≥ 5.16) the neighbour
 /// entries of the cached routes' gateways that it does not manage yet
-/// (`plan.unmanaged`), in the calling thread's namespace; returns how
-/// many, or why none could be.
+/// (`plan.unmanaged`), in the calling thread's namespace (the node's, in
+/// `netns`); returns how many, or what to tell the user when none could be.
 ///
 /// Why: the fast path sends through a gateway without the stack ever
 /// using its neighbour entry, so the kernel never re-verifies it, and a
@@ -258,53 +258,40 @@ fn next_hop<'a>(r: &Route, obs: &'a Observed) -> Option<(NextHop, &'a Neighbour)
 /// configured (permanent, noarp, a routing daemon's) are never in the
 /// plan. On older kernels nothing is sent: they ignore the flag and would
 /// take the request for "make this entry unresolved".
-pub fn keep_resolved(plan: &Plan) -> Result<usize, String> {
+pub fn keep_resolved(plan: &Plan, netns: &str) -> Result<usize, String> {
+    use aya::util::KernelVersion;
+
     if plan.unmanaged.is_empty() {
         return Ok(0);
     }
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    if !at_least(&release, (5, 16)) {
-        return Err(format!(
-            "the kernel ({}) has no managed neighbour entries (Linux 5.16 or later)",
-            release.trim()
-        ));
-    }
-    let failed: Vec<String> = plan
-        .unmanaged
-        .iter()
-        .filter_map(|(ifindex, addr)| {
-            crate::nl::blocking::manage_neighbour(*ifindex, *addr)
-                .err()
-                .map(|e| format!("{addr} on ifindex {ifindex}: {e}"))
-        })
-        .collect();
-    if failed.is_empty() {
-        Ok(plan.unmanaged.len())
-    } else {
-        Err(format!(
-            "could not make the neighbour entries of {} kernel-managed",
-            failed.join(", ")
-        ))
-    }
-}
-
-/// Whether a kernel release string (`6.18.0-…`) is `want` or later.
-fn at_least(release: &str, want: (u32, u32)) -> bool {
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let mut num = || parts.next().and_then(|p| p.parse::<u32>().ok());
-    match (num(), num()) {
-        (Some(major), Some(minor)) => (major, minor) >= want,
-        _ => false,
-    }
-}
-
-/// What a sync tells the user when [`keep_resolved`] failed (`why`) on the
-/// node in `netns`.
-pub fn not_kept_resolved(netns: &str, why: &str) -> String {
-    format!(
+    let why = match KernelVersion::current() {
+        Ok(v) if v >= KernelVersion::new(5, 16, 0) => {
+            let failed: Vec<String> = plan
+                .unmanaged
+                .iter()
+                .filter_map(|(ifindex, addr)| {
+                    crate::nl::blocking::manage_neighbour(*ifindex, *addr)
+                        .err()
+                        .map(|e| format!("{addr} on ifindex {ifindex}: {e}"))
+                })
+                .collect();
+            if failed.is_empty() {
+                return Ok(plan.unmanaged.len());
+            }
+            format!(
+                "could not make the neighbour entries of {} kernel-managed",
+                failed.join(", ")
+            )
+        }
+        Ok(v) => format!("the kernel ({v}) has no managed neighbour entries (Linux 5.16 or later)"),
+        Err(e) => {
+            format!("the kernel's version is unknown ({e}), so no neighbour entry is made managed")
+        }
+    };
+    Err(format!(
         "netns {netns}: {why}; a gateway that changes its MAC without announcing it stays black-holed \
          until something resolves it again (docs/DATAPLANE.md, the next-hop cache)"
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use aya::programs::{tc::TcAttachOptions, LinkOrder, TcAttachType};
 
-use super::BenchError;
+use super::{BenchError, BenchMode};
 use crate::{
     dataplane::{
         self,
@@ -41,10 +41,19 @@ pub enum Programs {
 }
 
 impl Programs {
-    fn mode(self) -> &'static str {
+    /// The programs `mode` puts in front, if it puts any.
+    pub fn of(mode: BenchMode) -> Option<Self> {
+        match mode {
+            BenchMode::Reference => Some(Programs::Reference),
+            BenchMode::Noop => Some(Programs::Noop),
+            _ => None,
+        }
+    }
+
+    fn mode(self) -> BenchMode {
         match self {
-            Programs::Reference => "reference",
-            Programs::Noop => "noop",
+            Programs::Reference => BenchMode::Reference,
+            Programs::Noop => BenchMode::Noop,
         }
     }
 

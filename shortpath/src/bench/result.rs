@@ -242,6 +242,23 @@ mod tests {
         }
     }
 
+    /// A run of `modes` × `tests` on lab "t", remote path, IPv4.
+    fn params(modes: Vec<BenchMode>, tests: Vec<Test>, rounds: usize) -> Params {
+        Params {
+            lab: "t".into(),
+            path: PathKind::Remote,
+            family: "ipv4",
+            modes,
+            tests,
+            duration_s: 1.0,
+            warmup_s: 0.1,
+            rounds,
+            streams: 1,
+            cpus: None,
+            endpoints: None,
+        }
+    }
+
     /// A round of peer with its programs' deltas: from_nic `nic` ns over
     /// `n` runs, from_pod `pod` ns over `n` runs.
     fn with_programs(mut r: RoundResult, nic: u64, pod: u64, n: u64) -> RoundResult {
@@ -263,19 +280,11 @@ mod tests {
 
     #[test]
     fn summary_has_medians_ranges_and_ratios_and_the_documented_schema() {
-        let params = Params {
-            lab: "t".into(),
-            path: PathKind::Remote,
-            family: "ipv4",
-            modes: vec![BenchMode::Bridge, BenchMode::Peer, BenchMode::Host],
-            tests: vec![Test::TcpStream, Test::UdpRr],
-            duration_s: 1.0,
-            warmup_s: 0.1,
-            rounds: 3,
-            streams: 1,
-            cpus: None,
-            endpoints: None,
-        };
+        let params = params(
+            vec![BenchMode::Bridge, BenchMode::Peer, BenchMode::Host],
+            vec![Test::TcpStream, Test::UdpRr],
+            3,
+        );
         let mut rounds = Vec::new();
         for (i, (b, p, h)) in [(10.0, 20.0, 40.0), (12.0, 18.0, 44.0), (11.0, 30.0, 42.0)]
             .into_iter()
@@ -363,19 +372,11 @@ mod tests {
 
     #[test]
     fn the_noop_row_is_subtracted_and_left_out_of_the_path_tables() {
-        let params = Params {
-            lab: "t".into(),
-            path: PathKind::Remote,
-            family: "ipv4",
-            modes: vec![BenchMode::Peer, BenchMode::Reference, BenchMode::Noop],
-            tests: vec![Test::TcpStream],
-            duration_s: 1.0,
-            warmup_s: 0.1,
-            rounds: 1,
-            streams: 1,
-            cpus: None,
-            endpoints: None,
-        };
+        let params = params(
+            vec![BenchMode::Peer, BenchMode::Reference, BenchMode::Noop],
+            vec![Test::TcpStream],
+            1,
+        );
         let n = 1000;
         let rounds = vec![
             with_programs(round(0, BenchMode::Peer, 20.0), 75 * n, 80 * n, n),

@@ -177,14 +177,9 @@ async fn measure(
             let target = if mode == BenchMode::Host { host } else { pod };
             // Attached for this mode's tests only; dropped (detached)
             // before the next mode, and with the run on an error.
-            let mut reference = match mode {
-                BenchMode::Reference => {
-                    Some(reference::attach(inv, pod.addr, reference::Programs::Reference).await?)
-                }
-                BenchMode::Noop => {
-                    Some(reference::attach(inv, pod.addr, reference::Programs::Noop).await?)
-                }
-                _ => None,
+            let mut reference = match reference::Programs::of(mode) {
+                Some(programs) => Some(reference::attach(inv, pod.addr, programs).await?),
+                None => None,
             };
             for &test in &cfg.tests {
                 let wrap = |e: BenchError| BenchError::Test {

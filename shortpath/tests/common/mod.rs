@@ -127,6 +127,13 @@ impl TestLab {
         lab
     }
 
+    /// The lab's pin directory (`/sys/fs/bpf/shortpath/<lab>`).
+    pub fn pin_dir(&self) -> std::path::PathBuf {
+        shortpath::dataplane::PinRoot::shortpath()
+            .path()
+            .join(&self.name)
+    }
+
     pub fn plan(&self) -> Plan {
         lab::load_state(&self.name.parse().expect("a valid lab name"))
             .expect("state")
