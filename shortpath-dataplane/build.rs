@@ -68,6 +68,11 @@ fn build() -> anyhow::Result<()> {
         format!("--cfg=bpf_target_arch=\"{arch}\""),
         "-Cdebuginfo=2".to_owned(),
         "-Clink-arg=--btf".to_owned(),
+        // BPF ISA v3 (Linux 5.1+; the programs need 5.10 for
+        // bpf_redirect_peer): 32-bit registers and jumps, so 32-bit values
+        // need no shift pair to clear their upper half, and load.rs may
+        // give its loads 32-bit (`wreg`) outputs.
+        "-Ctarget-cpu=v3".to_owned(),
     ];
     // The programs then read packet words with one load each
     // (shortpath-ebpf/src/load.rs).

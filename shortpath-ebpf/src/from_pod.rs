@@ -39,7 +39,7 @@ use crate::{
     ipv6, maps,
     parse::{self, EthHdr, Ip, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
     redirect, rewrite, source, stack_flow,
-    words::EndpointWords,
+    words::{self, EndpointWords},
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
@@ -77,7 +77,7 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
     // nodes skips the endpoint lookup.
     let cached = maps::next_hop(&dst);
     if let Some(nh) = cached.filter(|nh| nh.is_cached()) {
-        return to_cached_next_hop(ctx, &p, &nh);
+        return to_cached_next_hop(ctx, &p, nh);
     }
     if let Some(ep) = maps::endpoint(&dst) {
         return to_local_pod(ctx, &p, &ep, mode);
@@ -121,7 +121,7 @@ fn to_cached_next_hop(ctx: &TcContext, p: &Packet, nh: &NextHop) -> Result<(i32,
     if !fib::fits_route_mtu(ctx, nh.ifindex, nh.mtu) {
         return Err(Reason::PassFibFragNeeded);
     }
-    rewrite::set_macs(p, &nh.dmac, &nh.smac);
+    rewrite::set_l2(p, &words::next_hop_l2(nh));
     rewrite::decrement_ttl(ctx, p);
     Ok(redirect::to_cached_next_hop(nh.ifindex))
 }

@@ -118,8 +118,8 @@ pub fn in_pod_cidrs(key: &AddrKey) -> bool {
 /// The longest cached route containing `key`: a next hop, or an
 /// exception that leaves the packet to the FIB. `None`: not cached.
 #[inline(always)]
-pub fn next_hop(key: &AddrKey) -> Option<NextHop> {
-    NEXT_HOPS.get(key.lookup()).copied()
+pub fn next_hop(key: &AddrKey) -> Option<&'static NextHop> {
+    NEXT_HOPS.get(key.lookup())
 }
 
 /// Remembers a flow handed to the stack. A known flow is only looked up
