@@ -2,12 +2,20 @@
 //! device (`ifindex % DEVICE_SLOTS`), the hash map for devices whose slot
 //! another device holds.
 
+use aya_ebpf::programs::TcContext;
 use shortpath_common::counters::{CounterKey, Reason, DEVICE_SLOTS, REASON_SLOTS};
 
 use crate::maps::{COUNTERS, DEVICE_COUNTERS};
 
+/// Counts the packet for the device the program is attached to, at the
+/// end of the run. The device is the skb's `skb_iif` (`ingress_ifindex`),
+/// which the stack sets to the receiving device before TC ingress runs:
+/// one load where `ifindex` is two (`skb->dev->ifindex`), and nothing held
+/// in a register through the run.
 #[inline(always)]
-pub fn count(ifindex: u32, reason: Reason) {
+pub fn count(ctx: &TcContext, reason: Reason) {
+    // SAFETY: reading a field of the program's own context.
+    let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
     let r = reason as u32 as usize;
     if let Some(slot) = DEVICE_COUNTERS.get_ptr_mut(ifindex & (DEVICE_SLOTS - 1)) {
         // SAFETY: per-CPU value, only this CPU writes it while we run.

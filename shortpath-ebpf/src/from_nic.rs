@@ -12,7 +12,7 @@
 //! bad checksum, martian source) is refused and counted there.
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
-use shortpath_common::{counters::Reason, endpoint::FLAG_STACK_ONLY, mode::FastPath};
+use shortpath_common::{counters::Reason, endpoint::FLAG_STACK_ONLY};
 
 use crate::{
     addr, config,
@@ -28,15 +28,13 @@ use crate::{
 const PACKET_HOST: u32 = 0;
 
 pub fn run(ctx: &TcContext) -> i32 {
-    // SAFETY: reading a field of the program's own context.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let (action, reason) = forward(ctx).unwrap_or_else(|reason| (TC_ACT_OK, reason));
-    count(ifindex, reason);
+    count(ctx, reason);
     action
 }
 
 fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
-    let mode = config::mode().ok_or(Reason::PassUnconfigured)?;
+    config::mode().ok_or(Reason::PassUnconfigured)?;
     // Only frames addressed to this node are routed by it.
     // SAFETY: reading a field of the program's own context.
     if unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
@@ -60,10 +58,7 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     }
     rewrite::set_l2(&p, &ep.l2);
     rewrite::decrement_ttl(ctx, &p);
-    Ok(match mode {
-        FastPath::Peer => redirect::into_pod(ctx, &ep),
-        FastPath::Redirect => redirect::to_host_veth(&ep),
-    })
+    Ok(redirect::into_pod_or_host_veth(ctx, &ep))
 }
 
 /// A packet the fast path may forward, or why the stack gets it — the

@@ -46,7 +46,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     // SAFETY: reading a field of the program's own context.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let (action, reason) = forward(ctx, ifindex).unwrap_or_else(|reason| (verdict(reason), reason));
-    count(ifindex, reason);
+    count(ctx, reason);
     action
 }
 

@@ -9,7 +9,7 @@ use aya_ebpf::{
     helpers::generated::{bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
-use shortpath_common::counters::Reason;
+use shortpath_common::{counters::Reason, mode::FastPath};
 
 use crate::words::EndpointWords;
 
@@ -55,6 +55,19 @@ pub fn into_pod(ctx: &TcContext, ep: &EndpointWords) -> (i32, Reason) {
         unsafe { bpf_redirect_peer(ep.ifindex, 0) },
         Reason::RedirectPeer,
     )
+}
+
+/// A local pod's way in, by the loaded mode: [`into_pod`] in `peer` mode,
+/// [`to_host_veth`] in `redirect` mode. The mode is read here, where it is
+/// used, rather than held in a register from the program's start: it is a
+/// constant of the loaded object, and the register is worth more.
+#[inline(always)]
+pub fn into_pod_or_host_veth(ctx: &TcContext, ep: &EndpointWords) -> (i32, Reason) {
+    if crate::config::mode() == Some(FastPath::Peer) {
+        into_pod(ctx, ep)
+    } else {
+        to_host_veth(ep)
+    }
 }
 
 /// `bpf_redirect(egress device)` after a successful FIB lookup: MACs are

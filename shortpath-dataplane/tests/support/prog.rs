@@ -23,8 +23,13 @@ pub struct SkbCtx {
 }
 
 impl SkbCtx {
+    /// `ifindex` 0 leaves the device to the runner, which takes `lo`. The
+    /// receiving device is also `ingress_ifindex` (`skb_iif`), as the
+    /// stack sets it before TC ingress runs (the programs count by it).
     pub fn bytes(&self) -> Vec<u8> {
         let mut b = vec![0u8; 192];
+        let iif = if self.ifindex == 0 { 1 } else { self.ifindex };
+        b[36..40].copy_from_slice(&iif.to_ne_bytes());
         b[40..44].copy_from_slice(&self.ifindex.to_ne_bytes());
         b[164..168].copy_from_slice(&self.gso_segs.to_ne_bytes());
         b[176..180].copy_from_slice(&self.gso_size.to_ne_bytes());

@@ -13,10 +13,13 @@ use super::{
 };
 use crate::dataplane::counters::ReasonCounts;
 
-/// `struct __sk_buff` as BPF_PROG_TEST_RUN takes it: only `ifindex` (at
-/// byte 40) set, the device the frame arrives on.
+/// `struct __sk_buff` as BPF_PROG_TEST_RUN takes it: only the device the
+/// frame arrives on set, as `ifindex` (byte 40) and as `ingress_ifindex`
+/// (byte 36; the stack sets `skb_iif` before TC ingress runs, and the
+/// programs count by it).
 fn skb_ctx(ifindex: u32) -> [u8; 192] {
     let mut b = [0u8; 192];
+    b[36..40].copy_from_slice(&ifindex.to_ne_bytes());
     b[40..44].copy_from_slice(&ifindex.to_ne_bytes());
     b
 }
@@ -181,12 +184,14 @@ mod tests {
     }
 
     #[test]
-    fn ctx_sets_only_the_ifindex() {
+    fn ctx_sets_only_the_receiving_device() {
         let c = skb_ctx(0x0102_0304);
-        assert_eq!(
-            u32::from_ne_bytes(c[40..44].try_into().unwrap()),
-            0x0102_0304
-        );
-        assert_eq!(c.iter().filter(|b| **b != 0).count(), 4);
+        for at in [36, 40] {
+            assert_eq!(
+                u32::from_ne_bytes(c[at..at + 4].try_into().unwrap()),
+                0x0102_0304
+            );
+        }
+        assert_eq!(c.iter().filter(|b| **b != 0).count(), 8);
     }
 }
