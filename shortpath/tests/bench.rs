@@ -511,7 +511,20 @@ fn bench_reference_and_noop_modes_time_their_programs_and_detach_them() {
     root_or_skip!();
     let _sysctl = SYSCTL.read().unwrap_or_else(|e| e.into_inner());
     let lab = TestLab::up_with("br", None, &["--mode", "peer"]);
+    // Packets the dataplane's programs delivered into a pod, on every node.
+    let delivered = || -> u64 {
+        let o = ok(shortpath(&["lab", "status", "--json", "--name", &lab.name]));
+        let v: Value = serde_json::from_str(&stdout(&o)).expect("status JSON");
+        v["dataplane"]["programs"]
+            .as_array()
+            .expect("programs[]")
+            .iter()
+            .filter_map(|p| p["counters"]["redirect_peer"].as_u64())
+            .sum()
+    };
+    let before = delivered();
     let (v, out, _) = short_bench(&lab, "peer,reference,noop", &[]);
+    let after = delivered();
     assert!(out.contains("REFERENCE"), "{out}");
     // The no-op programs only measure: no throughput column of their own.
     assert!(!out.contains("NOOP"), "{out}");
@@ -553,6 +566,26 @@ fn bench_reference_and_noop_modes_time_their_programs_and_detach_them() {
             );
         }
     }
+    // The no-op programs hand every packet on (TC_ACT_UNSPEC): the
+    // dataplane's from_nic delivered the pair's packets of the noop rows as
+    // it did those of the peer rows (not the reference's, which it never
+    // saw). Had the no-op ended the chain, only the peer rows would count.
+    let runs = |mode: &str| -> f64 {
+        ["udp_rr", "udp_pps"]
+            .iter()
+            .map(|t| {
+                v["summary"][mode][t]["programs"]["from_nic"]["run_count"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .sum()
+    };
+    let (peer, noop) = (runs("peer"), runs("noop"));
+    assert!(
+        (after - before) as f64 >= 0.9 * (peer + noop),
+        "redirect_peer +{} for {peer} peer and {noop} noop runs of from_nic",
+        after - before
+    );
     // Nothing of the reference object is left, and the lab is as it was.
     assert_eq!(loaded_programs("ref_"), Vec::<String>::new());
     let status = stdout(&ok(shortpath(&["lab", "status", "--name", &lab.name])));
