@@ -27,6 +27,10 @@ use crate::dataplane::{
     AttachKind, DataplaneError, Mode, Node, PodSpec, Port, ProgramStatus, Setting,
 };
 
+/// Attempts at the start's mode setting, each after a reconcile that drops
+/// pods whose devices vanished during the one before.
+const START_APPLY_ROUNDS: u32 = 5;
+
 const RECORDS: &str = "endpoints.json";
 /// The last mode asked for (by `--mode` or `mode_set`): what a restart
 /// without `--mode` repairs a half-switched node to.
@@ -146,11 +150,18 @@ impl Agent {
             agent.setting = now;
         } else {
             // A pod deleted during the start takes its veth with it in the
-            // middle of the attach: drop what vanished and try once more.
-            if let Err(e) = agent.apply(want_mode, want_attach) {
-                tracing::warn!(error = %e, "setting the mode failed; reconciling and retrying once");
+            // middle of the attach: drop what vanished and try again. Pods
+            // can keep going while the runtime deletes many at once, so
+            // a few rounds, each after a reconcile; an error that is not
+            // about vanished pods fails every round and ends the start.
+            let mut round = 1;
+            while let Err(e) = agent.apply(want_mode, want_attach) {
+                if round == START_APPLY_ROUNDS {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, round, "setting the mode failed; reconciling and retrying");
                 agent.reconcile()?;
-                agent.apply(want_mode, want_attach)?;
+                round += 1;
             }
         }
         agent.ready = true;
