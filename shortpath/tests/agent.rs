@@ -479,10 +479,7 @@ fn a_killed_agent_keeps_forwarding_and_comes_back_adopting_everything() {
         assert!(last.contains("adopted=true"), "{n}: {last}");
     }
     // The fast path still carries the traffic.
-    let st: Value = serde_json::from_str(&stdout(&ok(shortpath(&[
-        "lab", "status", "--json", "--name", &lab.name,
-    ]))))
-    .unwrap();
+    let st = lab.status();
     assert_eq!(st["mode"], "peer");
     assert!(st["dataplane"]["agents"]
         .as_array()

@@ -513,9 +513,7 @@ fn bench_reference_and_noop_modes_time_their_programs_and_detach_them() {
     let lab = TestLab::up_with("br", None, &["--mode", "peer"]);
     // Packets the dataplane's programs delivered into a pod, on every node.
     let delivered = || -> u64 {
-        let o = ok(shortpath(&["lab", "status", "--json", "--name", &lab.name]));
-        let v: Value = serde_json::from_str(&stdout(&o)).expect("status JSON");
-        v["dataplane"]["programs"]
+        lab.status()["dataplane"]["programs"]
             .as_array()
             .expect("programs[]")
             .iter()

@@ -24,11 +24,6 @@ const T: Duration = Duration::from_secs(3);
 const TWO_BY_TWO: &str =
     "[[node]]\nname = \"node-a\"\npods = 2\n[[node]]\nname = \"node-b\"\npods = 2\n";
 
-fn status(lab: &TestLab) -> Value {
-    let o = ok(shortpath(&["lab", "status", "--json", "--name", &lab.name]));
-    serde_json::from_str(&stdout(&o)).expect("status JSON")
-}
-
 /// Counters of the program on `ifname` in `netns`.
 fn counters(v: &Value, netns: &str, ifname: &str) -> BTreeMap<String, u64> {
     let progs = v["dataplane"]["programs"].as_array().expect("programs[]");
@@ -67,7 +62,7 @@ fn fast_path_suite(mode: &str, attach: &str) {
         &["--mode", mode, "--attach", attach],
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let v = status(&lab);
+    let v = lab.status();
     assert_eq!(v["mode"], mode);
     assert_eq!(v["dataplane"]["mode"], mode);
     assert_eq!(v["dataplane"]["attach"], attach);
@@ -109,11 +104,11 @@ fn fast_path_suite(mode: &str, attach: &str) {
 
     // The fast path took known packets: N pings a1 → b1.
     let n = 200u64;
-    let before = status(&lab);
+    let before = lab.status();
     for _ in 0..n {
         probe::ping(&a1.netns, b1.ipv4.unwrap(), 56, T).expect("ping");
     }
-    let after = status(&lab);
+    let after = lab.status();
     let a_lxc = &plan.pods().next().unwrap().host_if;
     let b_lxc = &plan.nodes[1].pods[0].host_if;
     let helper = if mode == "peer" {
@@ -151,7 +146,7 @@ fn fast_path_suite(mode: &str, attach: &str) {
         probe::ping(&a1.netns, b1.ipv4.unwrap(), 56, T).expect("ping in bridge mode");
     }
     let nf_bridge = (forwarded(&rt, &node_a), forwarded(&rt, &node_b));
-    let v = status(&lab);
+    let v = lab.status();
     assert_eq!(v["dataplane"]["mode"], "bridge");
     assert!(
         v["dataplane"]["programs"]
@@ -249,9 +244,9 @@ fn pins_keep_forwarding_after_the_cli_exits_and_lab_down_removes_them() {
     }
     // The CLI has exited; the pinned links still forward.
     let pods = lab.pod_endpoints();
-    let before = status(&lab);
+    let before = lab.status();
     probe::ping(&pods[0].netns, pods[1].ipv4.unwrap(), 56, T).unwrap();
-    let after = status(&lab);
+    let after = lab.status();
     let ns_b = &lab.plan().nodes[1].netns;
     // One echo request in: exactly one redirect into pod b.
     assert_eq!(
@@ -406,9 +401,9 @@ fn node_writes_and_reads_back_the_cluster_cidrs() {
     // the stack, counted as such.
     let pods = lab.pod_endpoints();
     let lxc = &node_a.pods[0].host_if;
-    let before = counters(&status(&lab), &node_a.netns, lxc);
+    let before = counters(&lab.status(), &node_a.netns, lxc);
     assert_all_ok(&probe::probe_pair(&pods[0], &pods[1], 56, T));
-    let after = counters(&status(&lab), &node_a.netns, lxc);
+    let after = counters(&lab.status(), &node_a.netns, lxc);
     assert!(
         delta(&after, &before, "pass_not_pod_cidr") >= 2,
         "{after:?}"
@@ -425,7 +420,7 @@ fn node_writes_and_reads_back_the_cluster_cidrs() {
     assert_eq!(strings(&node.cluster_cidrs().unwrap()), LAB_CIDRS);
     let before = after;
     assert_all_ok(&probe::probe_pair(&pods[0], &pods[1], 56, T));
-    let after = counters(&status(&lab), &node_a.netns, lxc);
+    let after = counters(&lab.status(), &node_a.netns, lxc);
     assert_eq!(delta(&after, &before, "pass_not_pod_cidr"), 0, "{after:?}");
     assert!(delta(&after, &before, "redirect") >= 2, "{after:?}");
 
@@ -475,7 +470,7 @@ fn inject(netns: &str, ifname: &str, frames: Vec<Vec<u8>>) {
 fn truncated_frames_on_the_wire_go_to_the_stack() {
     root_or_skip!();
     let lab = TestLab::up_with("tr", None, &["--mode", "peer"]);
-    let v = status(&lab);
+    let v = lab.status();
     let nic_a_mac = v["nodes"][0]["nic"]["mac"].as_str().unwrap().to_owned();
     let mac: Vec<u8> = nic_a_mac
         .split(':')
@@ -496,10 +491,10 @@ fn truncated_frames_on_the_wire_go_to_the_stack() {
     }
     let sent = frames.len() as u64;
     let ns_a = lab.plan().nodes[0].netns.clone();
-    let before = counters(&status(&lab), &ns_a, "eth1");
+    let before = counters(&lab.status(), &ns_a, "eth1");
     inject(&lab.plan().nodes[1].netns, "eth1", frames);
     std::thread::sleep(Duration::from_millis(100));
-    let after = counters(&status(&lab), &ns_a, "eth1");
+    let after = counters(&lab.status(), &ns_a, "eth1");
     assert_eq!(delta(&after, &before, "pass_malformed"), sent, "{after:?}");
     assert_eq!(delta(&after, &before, "redirect_peer"), 0, "{after:?}");
 }
@@ -708,7 +703,7 @@ fn pod_to_service_goes_through_the_nodes_dnat() {
         if mode != "peer" {
             set_mode(&lab, &[mode]);
         }
-        let before = status(&lab);
+        let before = lab.status();
         let nf_before = forwarded(&rt, &node_a.netns);
         let mut wrong = Vec::new();
         for s in &services {
@@ -729,7 +724,7 @@ fn pod_to_service_goes_through_the_nodes_dnat() {
         if mode == "bridge" {
             continue;
         }
-        let after = status(&lab);
+        let after = lab.status();
         let d = |dev: &str, key: &str| {
             delta(
                 &counters(&after, &node_a.netns, dev),
@@ -831,9 +826,9 @@ fn status_shows_ns_per_packet_while_bpf_stats_is_on() {
         s.stop().unwrap()
     };
     let off = BpfStats::set("0");
-    let before = nic_b(&status(&lab));
+    let before = nic_b(&lab.status());
     stream(1000);
-    let after = nic_b(&status(&lab));
+    let after = nic_b(&lab.status());
     assert_eq!(
         before["run_count"], after["run_count"],
         "counted with bpf_stats off"
@@ -841,7 +836,7 @@ fn status_shows_ns_per_packet_while_bpf_stats_is_on() {
     drop(off);
     let _on = BpfStats::set("1");
     let r = stream(1000);
-    let run = nic_b(&status(&lab));
+    let run = nic_b(&lab.status());
     let runs = run["run_count"].as_u64().unwrap() - after["run_count"].as_u64().unwrap();
     assert!(
         runs >= r.received,

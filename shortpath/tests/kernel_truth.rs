@@ -17,11 +17,6 @@ use serde_json::Value;
 const TWO_BY_TWO: &str =
     "[[node]]\nname = \"node-a\"\npods = 2\n[[node]]\nname = \"node-b\"\npods = 2\n";
 
-fn status(lab: &str) -> Value {
-    let o = ok(shortpath(&["lab", "status", "--json", "--name", lab]));
-    serde_json::from_str(&stdout(&o)).expect("status JSON")
-}
-
 fn node_namespaces(lab: &TestLab) -> Vec<String> {
     lab.plan().nodes.iter().map(|n| n.netns.clone()).collect()
 }
@@ -66,7 +61,7 @@ fn assert_clean_bridge(lab: &TestLab) {
         left.is_empty(),
         "still attached after `mode bridge`: {left:?}"
     );
-    let v = status(&lab.name);
+    let v = lab.status();
     assert_eq!(v["mode"], "bridge", "{v}");
     assert_eq!(v["drift"], Value::Null, "{v}");
     assert!(reported_attached(&v).is_empty());
@@ -77,7 +72,7 @@ fn status_reports_the_kernel_not_the_state_file() {
     root_or_skip!();
     let lab = TestLab::up_with("kt", None, &["--mode", "peer", "--attach", "tc"]);
     let nss = node_namespaces(&lab);
-    let v = status(&lab.name);
+    let v = lab.status();
     assert_eq!(v["mode"], "peer");
     assert_eq!(v["drift"], Value::Null);
     assert_eq!(v["dataplane"]["attach"], "tc");
@@ -98,7 +93,7 @@ fn status_reports_the_kernel_not_the_state_file() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v = status(&lab.name);
+    let v = lab.status();
     assert_eq!(v["mode"], "mixed", "{v}");
     let drift = v["drift"].as_str().expect("drift reported");
     assert!(drift.contains("ports disagree"), "{drift}");
@@ -117,7 +112,7 @@ fn status_reports_the_kernel_not_the_state_file() {
         r#"{"mode":"bridge","attach":null}"#,
     )
     .unwrap();
-    let v = status(&lab.name);
+    let v = lab.status();
     assert_eq!(v["mode"], "peer");
     let drift = v["drift"].as_str().expect("drift reported");
     assert!(
@@ -145,7 +140,7 @@ fn fault_between_nodes(attach: &str) {
             seen.iter().all(|(ns, _)| *ns == nss[0]) && seen.len() == 2,
             "{fault}: node-a alone switched: {seen:?}"
         );
-        let v = status(&lab.name);
+        let v = lab.status();
         assert_eq!(v["mode"], "mixed", "{fault}: {v}");
         assert!(v["drift"].is_string(), "{fault}: {v}");
         assert_eq!(reported_attached(&v), seen, "{fault}: status lies");
@@ -209,7 +204,7 @@ fn sigkill_at_any_point_of_a_switch_is_repaired_by_mode_bridge() {
         if !seen.is_empty() && seen.len() < 6 {
             half += 1;
         }
-        let v = status(&lab.name);
+        let v = lab.status();
         assert_eq!(
             reported_attached(&v),
             seen,
@@ -286,7 +281,7 @@ fn sigterm_during_a_switch_puts_the_mode_back() {
     );
     let err = assert_interrupted(child, 143);
     assert!(err.contains("back in redirect mode"), "{err}");
-    let v = status(&lab.name);
+    let v = lab.status();
     assert_eq!(v["mode"], "redirect", "{v}");
     assert_eq!(v["dataplane"]["attach"], "tc", "{v}");
     assert_eq!(v["drift"], Value::Null, "{v}");
@@ -336,7 +331,7 @@ fn signals_during_bench_and_trace_put_the_lab_back() {
         signal_after(&child, sig, Duration::from_millis(3000));
         let err = assert_interrupted(child, code);
         assert!(err.contains("back in redirect mode"), "{args:?}: {err}");
-        let v = status(&lab.name);
+        let v = lab.status();
         assert_eq!(v["mode"], "redirect", "{args:?}: {v}");
         assert_eq!(v["drift"], Value::Null, "{args:?}: {v}");
     }
@@ -426,7 +421,7 @@ fn mode_bridge_also_detaches_programs_attached_without_a_link() {
 
     let seen = kernel::attached(&nss[0]);
     assert_eq!(seen.len(), 1, "{seen:?}");
-    let v = status(&lab.name);
+    let v = lab.status();
     assert_eq!(v["mode"], "mixed", "{v}");
     assert!(v["drift"].is_string(), "{v}");
     ok(shortpath(&["mode", "--name", &lab.name, "bridge"]));

@@ -39,8 +39,7 @@ fn parallel_mode_switches_leave_state_file_and_kernel_in_agreement() {
             let o = c.wait_with_output().unwrap();
             assert!(o.status.success(), "round {i}: {}", stderr(&o));
         }
-        let o = ok(shortpath(&["lab", "status", "--json", "--name", &lab.name]));
-        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let v = lab.status();
         assert_eq!(v["drift"], Value::Null, "round {i}: {v}");
         let recorded = v["dataplane"]["recorded"]["mode"]
             .as_str()

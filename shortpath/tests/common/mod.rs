@@ -127,6 +127,14 @@ impl TestLab {
         lab
     }
 
+    /// `lab status --json` of this lab.
+    pub fn status(&self) -> serde_json::Value {
+        let o = ok(shortpath(&[
+            "lab", "status", "--json", "--name", &self.name,
+        ]));
+        serde_json::from_str(&stdout(&o)).expect("status JSON")
+    }
+
     /// The lab's pin directory (`/sys/fs/bpf/shortpath/<lab>`).
     pub fn pin_dir(&self) -> std::path::PathBuf {
         shortpath::dataplane::PinRoot::shortpath()
