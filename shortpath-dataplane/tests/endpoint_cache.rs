@@ -192,3 +192,25 @@ fn with_the_cache_off_every_packet_reads_the_map() {
     write_without_bump(dir.path(), POD4, endpoint(NEW_MAC));
     assert_eq!(delivered_to(&mut obj, &frame), Some(NEW_MAC));
 }
+
+/// A slot no lookup has filled yet is all zero, and so are the address
+/// 0.0.0.0 / :: and the generation of an object nobody has written to:
+/// the cache must still miss there (slots are tagged with the generation
+/// plus one), or a frame to 0.0.0.0 would find an endpoint of all zeros
+/// (ifindex 0, MTU 0) in slot 0.
+#[test]
+fn an_empty_slot_matches_no_address() {
+    root_or_skip!();
+    // No endpoint map opened: the generation is still 0.
+    let mut obj = TcObject::load(FastPath::Redirect, None).expect("load");
+    for frame in [
+        V4::new(REMOTE4, "0.0.0.0").build(),
+        V6::new(REMOTE6, "::").build(),
+    ] {
+        assert_eq!(delivered_to(&mut obj, &frame), None);
+    }
+    assert_eq!(
+        counts(&obj, 1),
+        std::collections::BTreeMap::from([("pass_no_endpoint", 2)])
+    );
+}

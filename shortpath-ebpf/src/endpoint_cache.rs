@@ -26,86 +26,104 @@
 //! ([`config::cache_endpoints`](crate::config::cache_endpoints)).
 //! Absent addresses are not cached: a miss costs the lookup it always did.
 
+use crate::words::EndpointWords;
 #[cfg(ordered_loads)]
+use aya_ebpf::maps::PerCpuArray;
 use shortpath_common::endpoint::ENDPOINT_CACHE_SLOTS;
 
-use crate::{key::AddrKey, words::EndpointWords};
+/// An address an endpoint cache holds: IPv4 (its word, `ENDPOINT_CACHE_V4`)
+/// or IPv6 (its four words, `ENDPOINT_CACHE_V6`). One cache per family
+/// keeps a slot's address one word for IPv4, where a shared slot compared
+/// five (the family and four address words) on every hit.
+pub trait Addr: Copy {
+    /// The slot index: the top bits of a multiplicative hash.
+    fn slot(&self) -> u32;
+    /// Word-wise equality (`==` on an array may become a `bcmp` call).
+    fn same(&self, other: &Self) -> bool;
+}
+
+/// Top bits of a multiplicative hash: the slot of `h`.
+#[inline(always)]
+fn top_bits(h: u32) -> u32 {
+    h.wrapping_mul(0x9e37_79b1) >> (32 - ENDPOINT_CACHE_SLOTS_LOG2)
+}
+
+const ENDPOINT_CACHE_SLOTS_LOG2: u32 = ENDPOINT_CACHE_SLOTS.trailing_zeros();
+
+impl Addr for u32 {
+    #[inline(always)]
+    fn slot(&self) -> u32 {
+        top_bits(*self)
+    }
+
+    #[inline(always)]
+    fn same(&self, other: &Self) -> bool {
+        *self == *other
+    }
+}
+
+impl Addr for [u32; 4] {
+    #[inline(always)]
+    fn slot(&self) -> u32 {
+        top_bits(self[0] ^ self[1] ^ self[2] ^ self[3])
+    }
+
+    #[inline(always)]
+    fn same(&self, o: &Self) -> bool {
+        self[0] == o[0] && self[1] == o[1] && self[2] == o[2] && self[3] == o[3]
+    }
+}
 
 /// One cached endpoint.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Slot {
-    /// The address ([`AddrKey::words`]); a family word of 0: empty (no
-    /// address has it).
-    pub addr: [u32; 5],
-    pub pad: u32,
-    /// `ENDPOINTS_GEN` when the value was looked up.
-    pub generation: u64,
+pub struct Slot<A> {
+    /// `ENDPOINTS_GEN` + 1 when the value was looked up; 0: empty (an
+    /// all-zero slot matches no generation, whatever its address).
+    pub tag: u64,
     pub endpoint: EndpointWords,
+    pub addr: A,
 }
 
 // The slot index is the top bits of a 32-bit hash.
-const _: () = assert!(
-    shortpath_common::endpoint::ENDPOINT_CACHE_SLOTS.is_power_of_two()
-        && shortpath_common::endpoint::ENDPOINT_CACHE_SLOTS >= 2
-);
+const _: () = assert!(ENDPOINT_CACHE_SLOTS.is_power_of_two() && ENDPOINT_CACHE_SLOTS >= 2);
 
-/// The slot of `key`: a multiplicative hash of its address words.
+/// The endpoint behind `addr`: from this CPU's `cache` when its slot holds
+/// `addr` at the current generation, else from `lookup` (and then cached).
 #[cfg(ordered_loads)]
 #[inline(always)]
-fn index(key: &AddrKey) -> u32 {
-    let w = key.words();
-    let h = (w[1] ^ w[2] ^ w[3] ^ w[4]).wrapping_mul(0x9e37_79b1);
-    h >> (32 - ENDPOINT_CACHE_SLOTS.trailing_zeros())
-}
-
-/// The endpoint behind `key`: from this CPU's cache when its slot holds
-/// `key` at the current generation, else from `lookup` (and then cached).
-#[cfg(ordered_loads)]
-#[inline(always)]
-pub fn endpoint(
-    key: &AddrKey,
-    lookup: impl FnOnce(&AddrKey) -> Option<EndpointWords>,
+pub fn endpoint<A: Addr>(
+    cache: &PerCpuArray<Slot<A>>,
+    addr: A,
+    lookup: impl FnOnce(&A) -> Option<EndpointWords>,
 ) -> Option<EndpointWords> {
     use core::sync::atomic::{compiler_fence, Ordering};
 
-    use crate::maps::{ENDPOINTS_GEN, ENDPOINT_CACHE};
+    use crate::maps::ENDPOINTS_GEN;
 
     if !crate::config::cache_endpoints() {
-        return lookup(key);
+        return lookup(&addr);
     }
     let Some(generation) = ENDPOINTS_GEN.get_ptr(0) else {
-        return lookup(key);
+        return lookup(&addr);
     };
     // SAFETY: an aligned array value; writers change it atomically.
-    let generation = unsafe { core::ptr::read_volatile(generation) };
-    let Some(slot) = ENDPOINT_CACHE.get_ptr_mut(index(key)) else {
-        return lookup(key);
+    let tag = unsafe { core::ptr::read_volatile(generation) }.wrapping_add(1);
+    let Some(slot) = cache.get_ptr_mut(addr.slot()) else {
+        return lookup(&addr);
     };
     // SAFETY: this CPU's copy of the slot; only programs on this CPU
     // touch it, and (PREEMPT_RT aside, where the cache is off) none runs
     // while we do.
     let slot = unsafe { &mut *slot };
-    let w = key.words();
-    let a = &slot.addr;
-    if slot.generation == generation
-        && a[0] == w[0]
-        && a[1] == w[1]
-        && a[2] == w[2]
-        && a[3] == w[3]
-        && a[4] == w[4]
-    {
+    if slot.tag == tag && slot.addr.same(&addr) {
         return Some(slot.endpoint);
     }
     // The generation was read above, before the lookup.
     compiler_fence(Ordering::SeqCst);
-    let ep = lookup(key)?;
-    slot.addr[0] = w[0];
-    slot.addr[1] = w[1];
-    slot.addr[2] = w[2];
-    slot.addr[3] = w[3];
-    slot.addr[4] = w[4];
-    slot.generation = generation;
+    let ep = lookup(&addr)?;
+    slot.addr = addr;
+    slot.tag = tag;
     slot.endpoint = ep;
     Some(ep)
 }
@@ -113,11 +131,12 @@ pub fn endpoint(
 /// Without ordered loads: the map, every time.
 #[cfg(not(ordered_loads))]
 #[inline(always)]
-pub fn endpoint(
-    key: &AddrKey,
-    lookup: impl FnOnce(&AddrKey) -> Option<EndpointWords>,
+pub fn endpoint<A: Addr, C>(
+    _cache: &C,
+    addr: A,
+    lookup: impl FnOnce(&A) -> Option<EndpointWords>,
 ) -> Option<EndpointWords> {
-    lookup(key)
+    lookup(&addr)
 }
 
 /// Tells every CPU's cache that an endpoint changed (after the write):

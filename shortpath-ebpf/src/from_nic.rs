@@ -41,13 +41,19 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
         return Err(Reason::PassNotForHost);
     }
     let p = parse(ctx)?;
+    deliver(ctx, &p)
+}
+
+/// A parsed packet to a local pod, or why the stack gets it.
+#[inline(always)]
+fn deliver(ctx: &TcContext, p: &Packet) -> Result<(i32, Reason), Reason> {
     let ep = maps::endpoint(&p.dst_key()).ok_or(Reason::PassNoEndpoint)?;
     if ep.flags & FLAG_STACK_ONLY != 0 {
         return Err(Reason::PassStackOnly);
     }
     // A reply to a flow the pod sent to the stack (a Service's backend
     // answering): the node's conntrack must undo its DNAT.
-    if stack_flow::is_reply(ctx, &p, &ep) {
+    if stack_flow::is_reply(ctx, p, &ep) {
         return Err(Reason::PassStackFlow);
     }
     if p.ttl() <= 1 {
@@ -56,8 +62,8 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
     if !redirect::fits_pod_mtu(ctx, &ep) {
         return Err(Reason::PassMtu);
     }
-    rewrite::set_l2(&p, &ep.l2);
-    rewrite::decrement_ttl(ctx, &p);
+    rewrite::set_l2(p, &ep.l2);
+    rewrite::decrement_ttl(ctx, p);
     Ok(redirect::into_pod_or_host_veth(ctx, &ep))
 }
 

@@ -38,10 +38,15 @@ pub static ENDPOINTS_V6: HashMap<[u32; 4], Endpoint> = HashMap::with_max_entries
 #[map]
 pub static ENDPOINTS_GEN: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
-/// Each CPU's endpoint cache ([`endpoint_cache`]). Not pinned: a new
-/// program generation starts with an empty one.
+/// Each CPU's cache of IPv4 endpoints ([`endpoint_cache`]). Not pinned: a
+/// new program generation starts with an empty one.
 #[map]
-pub static ENDPOINT_CACHE: PerCpuArray<Slot> =
+pub static ENDPOINT_CACHE_V4: PerCpuArray<Slot<u32>> =
+    PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
+
+/// Each CPU's cache of IPv6 endpoints, as [`ENDPOINT_CACHE_V4`].
+#[map]
+pub static ENDPOINT_CACHE_V6: PerCpuArray<Slot<[u32; 4]>> =
     PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
 
 /// The cluster's pod networks, both families (filled by userspace; see
@@ -84,15 +89,39 @@ fn endpoint_ptr(key: &AddrKey) -> Option<*mut Endpoint> {
     }
 }
 
+/// A map value as the programs read it.
+#[inline(always)]
+fn words_of(p: *mut Endpoint) -> EndpointWords {
+    // SAFETY: the value is copied out while the RCU read lock held by the
+    // program run keeps the element alive; `EndpointWords` has the value's
+    // layout (checked in `words`), and map values are 8-aligned.
+    unsafe { *(p as *const EndpointWords) }
+}
+
 /// The endpoint behind `key`, if this node has one (through this CPU's
-/// [`endpoint_cache`]).
+/// [`endpoint_cache`] of its family).
 #[inline(always)]
 pub fn endpoint(key: &AddrKey) -> Option<EndpointWords> {
-    endpoint_cache::endpoint(key, |key| {
-        // SAFETY: the value is copied out while the RCU read lock held by
-        // the program run keeps the element alive; `EndpointWords` has the
-        // value's layout (checked in `words`), and map values are 8-aligned.
-        endpoint_ptr(key).map(|p| unsafe { *(p as *const EndpointWords) })
+    if key.is_v4() {
+        endpoint_v4(*key.v4_addr())
+    } else {
+        endpoint_v6(*key.v6_addr())
+    }
+}
+
+/// The endpoint behind an IPv4 address (network order).
+#[inline(always)]
+pub fn endpoint_v4(addr: u32) -> Option<EndpointWords> {
+    endpoint_cache::endpoint(&ENDPOINT_CACHE_V4, addr, |a| {
+        ENDPOINTS_V4.get_ptr_mut(a).map(words_of)
+    })
+}
+
+/// The endpoint behind an IPv6 address (four network-order words).
+#[inline(always)]
+pub fn endpoint_v6(addr: [u32; 4]) -> Option<EndpointWords> {
+    endpoint_cache::endpoint(&ENDPOINT_CACHE_V6, addr, |a| {
+        ENDPOINTS_V6.get_ptr_mut(a).map(words_of)
     })
 }
 

@@ -4,7 +4,7 @@
 //! a missing or odd header means (hand to the stack, drop) is the caller's
 //! decision, because it differs between the NIC and a pod's device.
 
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 
 use aya_ebpf::programs::TcContext;
 use shortpath_common::{counters::Reason, stack_flow::L4_HEAD};
@@ -78,19 +78,19 @@ impl EthHdr {
     #[inline(always)]
     pub fn proto(&self) -> u16 {
         // SAFETY: a field of a bounds-checked header.
-        u16::from_be(unsafe { load::u16_at(self.proto.as_ptr()) })
+        u16::from_be(unsafe { load::u16_at::<{ offset_of!(Self, proto) }, _>(self) })
     }
 
     #[inline(always)]
     pub fn src_mac(&self) -> (u32, u16) {
         // SAFETY: as above.
-        unsafe { load::mac_at(self.src.as_ptr()) }
+        unsafe { load::mac_at::<{ offset_of!(Self, src) }, _>(self) }
     }
 
     #[inline(always)]
     pub fn dst_mac(&self) -> (u32, u16) {
         // SAFETY: as above.
-        unsafe { load::mac_at(self.dst.as_ptr()) }
+        unsafe { load::mac_at::<{ offset_of!(Self, dst) }, _>(self) }
     }
 }
 
@@ -98,52 +98,55 @@ impl Ipv4Hdr {
     #[inline(always)]
     pub fn tot_len(&self) -> u16 {
         // SAFETY: a field of a bounds-checked header.
-        u16::from_be(unsafe { load::u16_at(self.tot_len.as_ptr()) })
+        u16::from_be(unsafe { load::u16_at::<{ offset_of!(Self, tot_len) }, _>(self) })
     }
 
     #[inline(always)]
     pub fn frag_off(&self) -> u16 {
         // SAFETY: as above.
-        u16::from_be(unsafe { load::u16_at(self.frag_off.as_ptr()) })
+        u16::from_be(unsafe { load::u16_at::<{ offset_of!(Self, frag_off) }, _>(self) })
     }
 
     #[inline(always)]
     pub fn saddr(&self) -> u32 {
         // SAFETY: as above.
-        unsafe { load::u32_at(self.saddr.as_ptr()) }
+        unsafe { load::u32_at::<{ offset_of!(Self, saddr) }, _>(self) }
     }
 
     #[inline(always)]
     pub fn daddr(&self) -> u32 {
         // SAFETY: as above.
-        unsafe { load::u32_at(self.daddr.as_ptr()) }
+        unsafe { load::u32_at::<{ offset_of!(Self, daddr) }, _>(self) }
     }
 }
 
 impl Ipv6Hdr {
     #[inline(always)]
     pub fn saddr(&self) -> [u32; 4] {
-        words(&self.saddr)
+        const { assert!(offset_of!(Ipv6Hdr, saddr) == 8) };
+        // SAFETY: the 16 address bytes of a bounds-checked header.
+        unsafe {
+            [
+                load::u32_at::<8, _>(self),
+                load::u32_at::<12, _>(self),
+                load::u32_at::<16, _>(self),
+                load::u32_at::<20, _>(self),
+            ]
+        }
     }
 
     #[inline(always)]
     pub fn daddr(&self) -> [u32; 4] {
-        words(&self.daddr)
-    }
-}
-
-/// An IPv6 address in the packet as four network-order words.
-#[inline(always)]
-fn words(a: &[u8; 16]) -> [u32; 4] {
-    let p = a.as_ptr();
-    // SAFETY: 16 bytes of a bounds-checked header.
-    unsafe {
-        [
-            load::u32_at(p),
-            load::u32_at(p.add(4)),
-            load::u32_at(p.add(8)),
-            load::u32_at(p.add(12)),
-        ]
+        const { assert!(offset_of!(Ipv6Hdr, daddr) == 24) };
+        // SAFETY: as above.
+        unsafe {
+            [
+                load::u32_at::<24, _>(self),
+                load::u32_at::<28, _>(self),
+                load::u32_at::<32, _>(self),
+                load::u32_at::<36, _>(self),
+            ]
+        }
     }
 }
 
@@ -268,10 +271,12 @@ fn linearize(ctx: &TcContext) {
     }
 }
 
-/// Length of the L3 packet the frame carries (skb length minus Ethernet).
+/// Whether an L3 packet of `l3` bytes fits in the frame: `l3` plus the
+/// Ethernet header within the skb's length (an addition, where the L3
+/// length the frame has room for would be a saturating subtraction).
 #[inline(always)]
-fn l3_len(ctx: &TcContext) -> usize {
-    (ctx.len() as usize).saturating_sub(ETH_HLEN)
+fn fits_frame(ctx: &TcContext, l3: usize) -> bool {
+    l3 + ETH_HLEN <= ctx.len() as usize
 }
 
 /// The Ethernet header and its EtherType; `None` when the frame is
@@ -314,16 +319,21 @@ pub fn arp(ctx: &TcContext) -> Option<&ArpHdr> {
 pub fn ipv4(ctx: &TcContext) -> Option<*mut Ipv4Hdr> {
     let ip: *mut Ipv4Hdr = header(ctx, ETH_HLEN)?;
     // SAFETY: `header` checked the bounds.
-    let (vihl, tot_len) = unsafe { ((*ip).version_ihl, (*ip).tot_len()) };
-    let ihl = (vihl & 0x0f) as usize * 4;
-    if vihl >> 4 != 4 || ihl < IPV4_HLEN {
-        return None;
-    }
-    let tot_len = tot_len as usize;
+    let (vihl, tot_len) = unsafe { ((*ip).version_ihl, (*ip).tot_len() as usize) };
+    // Version 4 without options, nearly every packet: one comparison.
+    let ihl = if vihl == 0x45 {
+        IPV4_HLEN
+    } else {
+        let ihl = (vihl & 0x0f) as usize * 4;
+        if vihl >> 4 != 4 || ihl < IPV4_HLEN {
+            return None;
+        }
+        ihl
+    };
     if tot_len == 0 && is_gso(ctx) {
         return Some(ip);
     }
-    (tot_len >= ihl && tot_len <= l3_len(ctx)).then_some(ip)
+    (tot_len >= ihl && fits_frame(ctx, tot_len)).then_some(ip)
 }
 
 /// A complete IPv6 header with version 6 whose payload fits in the frame
@@ -338,7 +348,7 @@ pub fn ipv6(ctx: &TcContext) -> Option<*mut Ipv6Hdr> {
             u16::from_be_bytes((*ip).payload_len),
         )
     };
-    (version == 6 && IPV6_HLEN + payload as usize <= l3_len(ctx)).then_some(ip)
+    (version == 6 && fits_frame(ctx, IPV6_HLEN + payload as usize)).then_some(ip)
 }
 
 #[inline(always)]
@@ -351,7 +361,8 @@ fn is_gso(ctx: &TcContext) -> bool {
 /// stack processes them) and fragments (MF set or non-zero offset).
 #[inline(always)]
 pub fn ipv4_fast_path(ip: &Ipv4Hdr) -> Result<(), Reason> {
-    if ip.version_ihl & 0x0f != 5 {
+    // Version 4 was checked by `ipv4`: anything but 0x45 has options.
+    if ip.version_ihl != 0x45 {
         return Err(Reason::PassIpOptions);
     }
     if ip.frag_off() & 0x3fff != 0 {
@@ -369,17 +380,25 @@ pub fn ipv4_fast_path(ip: &Ipv4Hdr) -> Result<(), Reason> {
 /// swap (RFC 1071, "byte order independence", "parallel summation").
 #[inline(always)]
 pub fn ipv4_checksum_ok(ip: &Ipv4Hdr) -> bool {
-    let p = ip as *const Ipv4Hdr as *const u8;
-    let mut sum: u64 = 0;
-    let mut i = 0;
-    while i < IPV4_HLEN {
-        // SAFETY: `ip` is a bounds-checked 20-byte header.
-        sum += u64::from(unsafe { load::u32_at(p.add(i)) });
-        i += 4;
-    }
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
+    // SAFETY: `ip` is a bounds-checked 20-byte header.
+    let words = unsafe {
+        [
+            load::u32_at::<0, _>(ip),
+            load::u32_at::<4, _>(ip),
+            load::u32_at::<8, _>(ip),
+            load::u32_at::<12, _>(ip),
+            load::u32_at::<16, _>(ip),
+        ]
+    };
+    ones_complement_fold(words.iter().map(|&w| u64::from(w)).sum()) == 0xffff
+}
+
+/// A one's complement sum of at most five 32-bit words folded to 16 bits.
+/// Folding to 32 bits leaves at most 2^32 + 3; two 16-bit folds of that
+/// leave at most 0x1fffe, then 0xffff: a third would change nothing.
+#[inline(always)]
+fn ones_complement_fold(sum: u64) -> u64 {
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    (sum & 0xffff) + (sum >> 16)
 }

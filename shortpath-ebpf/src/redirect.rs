@@ -114,9 +114,12 @@ pub fn to_neighbour(ifindex: u32, fib: &bpf_fib_lookup) -> (i32, Reason) {
 /// Whether the pod's veth accepts the frame: the veth peer drops what is
 /// larger than its MTU (plus L2 header and one VLAN tag) unless it is GSO.
 /// Such packets go to the stack, which fragments or answers with ICMP.
+/// The length first: `gso_size` lives in the skb's shared info, at the end
+/// of the data buffer, a cache line that a packet within the MTU (nearly
+/// every one) need not touch.
 #[inline(always)]
 pub fn fits_pod_mtu(ctx: &TcContext, ep: &EndpointWords) -> bool {
     // SAFETY: reading a field of the program's own context.
-    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
-    gso || ctx.len() <= ep.mtu + crate::parse::ETH_HLEN as u32 + 4
+    ctx.len() <= ep.mtu + crate::parse::ETH_HLEN as u32 + 4
+        || unsafe { (*ctx.skb.skb).gso_size } != 0
 }

@@ -16,6 +16,8 @@
 //! object carries the crate's map definitions (every binary of the crate
 //! does), which the loader creates and these programs never use.
 
+use core::mem::offset_of;
+
 use aya_ebpf::{
     bindings::TC_ACT_UNSPEC,
     helpers::generated::{bpf_redirect, bpf_redirect_peer},
@@ -76,13 +78,12 @@ fn rewrite(eth: *mut EthHdr, ip: *mut Ipv4Hdr, l2: [u32; 3]) -> Option<()> {
         if ttl <= 1 {
             return None;
         }
-        let e = eth as *mut u8;
-        load::set_u32(e, l2[0]);
-        load::set_u32(e.add(4), l2[1]);
-        load::set_u32(e.add(8), l2[2]);
-        let check = u16::from_be(load::u16_at((*ip).check.as_ptr()));
+        load::set_u32::<0, _>(eth, l2[0]);
+        load::set_u32::<4, _>(eth, l2[1]);
+        load::set_u32::<8, _>(eth, l2[2]);
+        let check = u16::from_be(load::u16_at::<{ offset_of!(Ipv4Hdr, check) }, _>(ip));
         let check = csum::ipv4_ttl_decrement(check, ttl, (*ip).protocol);
-        load::set_u16((*ip).check.as_mut_ptr(), check.to_be());
+        load::set_u16::<{ offset_of!(Ipv4Hdr, check) }, _>(ip, check.to_be());
         (*ip).ttl = ttl - 1;
     }
     Some(())

@@ -3,21 +3,22 @@
 use aya_ebpf::{helpers::generated::bpf_csum_update, programs::TcContext};
 use shortpath_common::csum;
 
+use core::mem::offset_of;
+
 use crate::{
     load,
-    parse::{Ip, Packet},
+    parse::{EthHdr, Ip, Ipv4Hdr, Packet},
 };
 
 /// Writes the destination and source MAC, given as the three words they
 /// make in the frame (see [`words`](crate::words)).
 #[inline(always)]
 pub fn set_l2(p: &Packet, l2: &[u32; 3]) {
-    let e = p.eth as *mut u8;
     // SAFETY: `p.eth` was bounds-checked by `parse` (14 bytes).
     unsafe {
-        load::set_u32(e, l2[0]);
-        load::set_u32(e.add(4), l2[1]);
-        load::set_u32(e.add(8), l2[2]);
+        load::set_u32::<0, _>(p.eth, l2[0]);
+        load::set_u32::<4, _>(p.eth, l2[1]);
+        load::set_u32::<8, _>(p.eth, l2[2]);
     }
 }
 
@@ -27,8 +28,8 @@ pub fn set_l2(p: &Packet, l2: &[u32; 3]) {
 pub fn set_macs(p: &Packet, dst: &[u8; 6], src: &[u8; 6]) {
     // SAFETY: `p.eth` was bounds-checked by `parse`.
     unsafe {
-        load::set_mac((*p.eth).dst.as_mut_ptr(), dst);
-        load::set_mac((*p.eth).src.as_mut_ptr(), src);
+        load::set_mac::<{ offset_of!(EthHdr, dst) }, _>(p.eth, dst);
+        load::set_mac::<{ offset_of!(EthHdr, src) }, _>(p.eth, src);
     }
 }
 
@@ -51,9 +52,9 @@ pub fn decrement_ttl(ctx: &TcContext, p: &Packet) {
         // SAFETY: headers were bounds-checked by the parser.
         Ip::V4(ip) => unsafe {
             let ttl = (*ip).ttl;
-            let check = u16::from_be(load::u16_at((*ip).check.as_ptr()));
+            let check = u16::from_be(load::u16_at::<{ offset_of!(Ipv4Hdr, check) }, _>(ip));
             let check = csum::ipv4_ttl_decrement(check, ttl, (*ip).protocol);
-            load::set_u16((*ip).check.as_mut_ptr(), check.to_be());
+            load::set_u16::<{ offset_of!(Ipv4Hdr, check) }, _>(ip, check.to_be());
             (*ip).ttl = ttl - 1;
         },
         Ip::V6(ip) => {
