@@ -13,13 +13,19 @@ pub const fn replace16(check: u16, old: u16, new: u16) -> u16 {
     !(sum as u16)
 }
 
-/// New IPv4 header checksum after the TTL byte is decremented by one.
-/// The TTL shares its 16-bit word with the protocol byte.
+/// New IPv4 header checksum after the TTL is decremented by one, as the
+/// kernel's `ip_decrease_ttl` computes it. The TTL is the high byte of its
+/// big-endian word, so the word falls by 0x0100 and the checksum (the
+/// word's one's complement share) rises by 0x0100, with the end-around
+/// carry. `check` is the field's two bytes read natively
+/// (`u16::from_ne_bytes`), and so is the result: a one's complement sum is
+/// the same in either byte order (RFC 1071), so the programs swap nothing,
+/// and 0x0100 in network order is `from_ne_bytes([1, 0])`. Where RFC 1624
+/// eqn. 3 gives 0xffff this gives 0x0000, the same one's complement value.
 #[inline(always)]
-pub const fn ipv4_ttl_decrement(check: u16, ttl: u8, protocol: u8) -> u16 {
-    let old = ((ttl as u16) << 8) | protocol as u16;
-    let new = (((ttl - 1) as u16) << 8) | protocol as u16;
-    replace16(check, old, new)
+pub const fn ipv4_ttl_decrement(check: u16) -> u16 {
+    let c = check as u32 + u16::from_ne_bytes([1, 0]) as u32;
+    (c + (c >> 16)) as u16
 }
 
 /// What `bpf_csum_update` must add to `skb->csum` after the IPv6 hop limit
@@ -92,8 +98,8 @@ mod tests {
             for ttl in [2u8, 3, 64, 128, 255] {
                 let proto = (seed % 256) as u8;
                 let mut h = header(ttl, proto, seed);
-                let check = u16::from_be_bytes([h[10], h[11]]);
-                let inc = ipv4_ttl_decrement(check, ttl, proto);
+                let check = u16::from_ne_bytes([h[10], h[11]]);
+                let inc = u16::from_be_bytes(ipv4_ttl_decrement(check).to_ne_bytes());
                 h[8] = ttl - 1;
                 h[10] = 0;
                 h[11] = 0;
@@ -110,6 +116,29 @@ mod tests {
         }
     }
 
+    /// A checksum of zero may be written 0xffff (both are one's complement
+    /// zero). Its increment wraps: only the end-around carry keeps the
+    /// header valid.
+    #[test]
+    fn ttl_decrement_of_a_checksum_written_as_ffff() {
+        for (seed, ttl) in [(7u32, 2u8), (8, 64), (9, 255)] {
+            let mut h = header(ttl, 6, seed);
+            // The identification word that makes the header's sum 0xffff,
+            // so that its checksum is zero.
+            h[4..6].fill(0);
+            h[10..12].fill(0);
+            let id = checksum(&h);
+            h[4..6].copy_from_slice(&id.to_be_bytes());
+            assert_eq!(checksum(&h), 0);
+            h[10..12].fill(0xff);
+            assert_eq!(checksum(&h), 0, "0xffff is valid too");
+            let inc = ipv4_ttl_decrement(u16::from_ne_bytes([0xff, 0xff]));
+            h[8] = ttl - 1;
+            h[10..12].copy_from_slice(&inc.to_ne_bytes());
+            assert_eq!(checksum(&h), 0, "seed {seed} ttl {ttl}");
+        }
+    }
+
     /// The IPv4 TTL rewrite keeps the one's complement sum over the header
     /// (and thus `skb->csum` of CHECKSUM_COMPLETE packets) unchanged.
     #[test]
@@ -118,8 +147,8 @@ mod tests {
             let ttl = (seed % 254 + 2) as u8;
             let mut h = header(ttl, 17, seed);
             let before = native_sum(&h) % 0xffff;
-            let check = u16::from_be_bytes([h[10], h[11]]);
-            h[10..12].copy_from_slice(&ipv4_ttl_decrement(check, ttl, 17).to_be_bytes());
+            let check = u16::from_ne_bytes([h[10], h[11]]);
+            h[10..12].copy_from_slice(&ipv4_ttl_decrement(check).to_ne_bytes());
             h[8] = ttl - 1;
             assert_eq!(native_sum(&h) % 0xffff, before, "seed {seed}");
         }

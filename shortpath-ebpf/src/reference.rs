@@ -81,9 +81,8 @@ fn rewrite(eth: *mut EthHdr, ip: *mut Ipv4Hdr, l2: [u32; 3]) -> Option<()> {
         load::set_u32::<0, _>(eth, l2[0]);
         load::set_u32::<4, _>(eth, l2[1]);
         load::set_u32::<8, _>(eth, l2[2]);
-        let check = u16::from_be(load::u16_at::<{ offset_of!(Ipv4Hdr, check) }, _>(ip));
-        let check = csum::ipv4_ttl_decrement(check, ttl, (*ip).protocol);
-        load::set_u16::<{ offset_of!(Ipv4Hdr, check) }, _>(ip, check.to_be());
+        let check = load::u16_at::<{ offset_of!(Ipv4Hdr, check) }, _>(ip);
+        load::set_u16::<{ offset_of!(Ipv4Hdr, check) }, _>(ip, csum::ipv4_ttl_decrement(check));
         (*ip).ttl = ttl - 1;
     }
     Some(())

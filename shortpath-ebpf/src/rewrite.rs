@@ -52,9 +52,8 @@ pub fn decrement_ttl(ctx: &TcContext, p: &Packet) {
         // SAFETY: headers were bounds-checked by the parser.
         Ip::V4(ip) => unsafe {
             let ttl = (*ip).ttl;
-            let check = u16::from_be(load::u16_at::<{ offset_of!(Ipv4Hdr, check) }, _>(ip));
-            let check = csum::ipv4_ttl_decrement(check, ttl, (*ip).protocol);
-            load::set_u16::<{ offset_of!(Ipv4Hdr, check) }, _>(ip, check.to_be());
+            let check = load::u16_at::<{ offset_of!(Ipv4Hdr, check) }, _>(ip);
+            load::set_u16::<{ offset_of!(Ipv4Hdr, check) }, _>(ip, csum::ipv4_ttl_decrement(check));
             (*ip).ttl = ttl - 1;
         },
         Ip::V6(ip) => {
