@@ -51,6 +51,28 @@ pub enum Verdict {
     Drop,
 }
 
+/// Reason numbers are ranged by verdict: redirects below [`PASS_FROM`],
+/// passes from it up to [`DROP_FROM`], drops from there. A program derives
+/// its TC action from the reason it counts with two comparisons
+/// ([`Verdict::of_number`]).
+pub const PASS_FROM: u32 = 10;
+/// See [`PASS_FROM`].
+pub const DROP_FROM: u32 = 40;
+
+impl Verdict {
+    /// The verdict of a reason number, by its range.
+    #[inline(always)]
+    pub const fn of_number(n: u32) -> Verdict {
+        if n < PASS_FROM {
+            Verdict::Redirect
+        } else if n < DROP_FROM {
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        }
+    }
+}
+
 macro_rules! reasons {
     ($( $(#[$doc:meta])* $variant:ident = $value:literal, $name:literal, $verdict:ident; )+) => {
         /// Why a packet got its verdict. The numbers are ABI between the
@@ -180,11 +202,12 @@ mod tests {
             }
             let n = *a as u32;
             let range = match a.verdict() {
-                Verdict::Redirect => 0..10,
-                Verdict::Pass => 10..40,
-                Verdict::Drop => 40..u32::MAX,
+                Verdict::Redirect => 0..PASS_FROM,
+                Verdict::Pass => PASS_FROM..DROP_FROM,
+                Verdict::Drop => DROP_FROM..u32::MAX,
             };
             assert!(range.contains(&n), "{a:?} = {n} out of its range");
+            assert_eq!(Verdict::of_number(n), a.verdict(), "{a:?}");
             assert!(
                 (n as usize) < REASON_SLOTS,
                 "{a:?} = {n} has no device slot"

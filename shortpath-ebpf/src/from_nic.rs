@@ -11,7 +11,7 @@
 //! program never drops, so whatever the stack would refuse (malformed,
 //! bad checksum, martian source) is refused and counted there.
 
-use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use shortpath_common::{counters::Reason, endpoint::FLAG_STACK_ONLY};
 
 use crate::{
@@ -28,12 +28,12 @@ use crate::{
 const PACKET_HOST: u32 = 0;
 
 pub fn run(ctx: &TcContext) -> i32 {
-    let (action, reason) = forward(ctx).unwrap_or_else(|reason| (TC_ACT_OK, reason));
+    let (Ok(reason) | Err(reason)) = forward(ctx);
     count(ctx, reason);
-    action
+    redirect::tc_action(reason)
 }
 
-fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
+fn forward(ctx: &TcContext) -> Result<Reason, Reason> {
     config::mode().ok_or(Reason::PassUnconfigured)?;
     // Only frames addressed to this node are routed by it.
     // SAFETY: reading a field of the program's own context.
@@ -46,7 +46,7 @@ fn forward(ctx: &TcContext) -> Result<(i32, Reason), Reason> {
 
 /// A parsed packet to a local pod, or why the stack gets it.
 #[inline(always)]
-fn deliver(ctx: &TcContext, p: &Packet) -> Result<(i32, Reason), Reason> {
+fn deliver(ctx: &TcContext, p: &Packet) -> Result<Reason, Reason> {
     let ep = maps::endpoint(&p.dst_key()).ok_or(Reason::PassNoEndpoint)?;
     if ep.flags & FLAG_STACK_ONLY != 0 {
         return Err(Reason::PassStackOnly);

@@ -21,15 +21,9 @@
 //!    DNAT, the internet its masquerade. Such a flow is remembered, so
 //!    that its replies meet the node's conntrack too.
 
-use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    programs::TcContext,
-};
+use aya_ebpf::programs::TcContext;
 use shortpath_common::{
-    counters::{Reason, Verdict},
-    endpoint::FLAG_STACK_ONLY,
-    mode::FastPath,
-    next_hop::NextHop,
+    counters::Reason, endpoint::FLAG_STACK_ONLY, mode::FastPath, next_hop::NextHop,
 };
 
 use crate::{
@@ -43,23 +37,17 @@ use crate::{
 };
 
 pub fn run(ctx: &TcContext) -> i32 {
+    // The pod's host veth: the device the packet arrived on, `skb_iif`,
+    // which the stack sets to the receiving device before TC ingress (one
+    // load; `ifindex` is two, `skb->dev->ifindex`).
     // SAFETY: reading a field of the program's own context.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let (action, reason) = forward(ctx, ifindex).unwrap_or_else(|reason| (verdict(reason), reason));
+    let ifindex = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    let (Ok(reason) | Err(reason)) = forward(ctx, ifindex);
     count(ctx, reason);
-    action
+    redirect::tc_action(reason)
 }
 
-/// The TC action of a packet the fast path does not forward.
-#[inline(always)]
-fn verdict(reason: Reason) -> i32 {
-    match reason.verdict() {
-        Verdict::Drop => TC_ACT_SHOT,
-        _ => TC_ACT_OK,
-    }
-}
-
-fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
+fn forward(ctx: &TcContext, ifindex: u32) -> Result<Reason, Reason> {
     let mode = config::mode().ok_or(Reason::PassUnconfigured)?;
     let (p, own) = parse(ctx, ifindex)?;
 
@@ -114,7 +102,7 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<(i32, Reason), Reason> {
 /// FIB's answer would have led to, without asking it. TTL and MTU get the
 /// same treatment as on the FIB path.
 #[inline(always)]
-fn to_cached_next_hop(ctx: &TcContext, p: &Packet, nh: &NextHop) -> Result<(i32, Reason), Reason> {
+fn to_cached_next_hop(ctx: &TcContext, p: &Packet, nh: &NextHop) -> Result<Reason, Reason> {
     if p.ttl() <= 1 {
         return Err(Reason::PassTtl);
     }
@@ -228,7 +216,7 @@ fn to_local_pod(
     p: &Packet,
     ep: &EndpointWords,
     mode: FastPath,
-) -> Result<(i32, Reason), Reason> {
+) -> Result<Reason, Reason> {
     if ep.flags & FLAG_STACK_ONLY != 0 {
         return Err(Reason::PassStackOnly);
     }

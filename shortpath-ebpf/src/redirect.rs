@@ -1,28 +1,45 @@
 //! Every way the fast path hands a packet on, each in one place with the
-//! conditions under which it is legal. All return the TC verdict and the
-//! counter reason.
+//! conditions under which it is legal. All return the counter reason; the
+//! TC action follows from it ([`tc_action`]).
 
 use core::mem::size_of;
 
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup, bpf_redir_neigh, TC_ACT_REDIRECT, TC_ACT_SHOT},
+    bindings::{bpf_fib_lookup, bpf_redir_neigh, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
     helpers::generated::{bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
-use shortpath_common::{counters::Reason, mode::FastPath};
+use shortpath_common::{
+    counters::{Reason, Verdict},
+    mode::FastPath,
+};
 
 use crate::words::EndpointWords;
 
 const PACKET_HOST: u32 = 0;
 
+/// The TC action of a packet counted with `reason`: `TC_ACT_REDIRECT`
+/// after a redirect helper succeeded, `TC_ACT_OK` (the stack) for a pass,
+/// `TC_ACT_SHOT` for a drop. Reason numbers are ranged by verdict, so this
+/// is two comparisons, and the programs carry one value, the reason, from
+/// their decision to their end.
 #[inline(always)]
-fn verdict(rc: i64, reason: Reason) -> (i32, Reason) {
+pub fn tc_action(reason: Reason) -> i32 {
+    match Verdict::of_number(reason as u32) {
+        Verdict::Redirect => TC_ACT_REDIRECT,
+        Verdict::Pass => TC_ACT_OK,
+        Verdict::Drop => TC_ACT_SHOT,
+    }
+}
+
+#[inline(always)]
+fn verdict(rc: i64, reason: Reason) -> Reason {
     if rc as i32 == TC_ACT_REDIRECT {
-        (TC_ACT_REDIRECT, reason)
+        reason
     } else {
         // Only invalid flags make these helpers fail; the frame is already
         // rewritten, so it must not reach the stack as if untouched.
-        (TC_ACT_SHOT, Reason::DropRedirectError)
+        Reason::DropRedirectError
     }
 }
 
@@ -32,7 +49,7 @@ fn verdict(rc: i64, reason: Reason) -> (i32, Reason) {
 ///
 /// Legal from any TC hook; the target only needs to be up.
 #[inline(always)]
-pub fn to_host_veth(ep: &EndpointWords) -> (i32, Reason) {
+pub fn to_host_veth(ep: &EndpointWords) -> Reason {
     verdict(unsafe { bpf_redirect(ep.ifindex, 0) }, Reason::Redirect)
 }
 
@@ -46,7 +63,7 @@ pub fn to_host_veth(ep: &EndpointWords) -> (i32, Reason) {
 /// veth saw as OTHERHOST (routed via the bridge MAC) must become HOST or
 /// the pod's stack discards them.
 #[inline(always)]
-pub fn into_pod(ctx: &TcContext, ep: &EndpointWords) -> (i32, Reason) {
+pub fn into_pod(ctx: &TcContext, ep: &EndpointWords) -> Reason {
     // SAFETY: reading a field of the program's own context.
     if unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
         let _ = ctx.change_type(PACKET_HOST);
@@ -62,7 +79,7 @@ pub fn into_pod(ctx: &TcContext, ep: &EndpointWords) -> (i32, Reason) {
 /// used, rather than held in a register from the program's start: it is a
 /// constant of the loaded object, and the register is worth more.
 #[inline(always)]
-pub fn into_pod_or_host_veth(ctx: &TcContext, ep: &EndpointWords) -> (i32, Reason) {
+pub fn into_pod_or_host_veth(ctx: &TcContext, ep: &EndpointWords) -> Reason {
     if crate::config::mode() == Some(FastPath::Peer) {
         into_pod(ctx, ep)
     } else {
@@ -76,7 +93,7 @@ pub fn into_pod_or_host_veth(ctx: &TcContext, ep: &EndpointWords) -> (i32, Reaso
 /// Legal from any TC hook. The MACs come from the neighbour table at lookup
 /// time; they can go stale until the next lookup (pitfalls: cilium #37725).
 #[inline(always)]
-pub fn to_device(ifindex: u32) -> (i32, Reason) {
+pub fn to_device(ifindex: u32) -> Reason {
     verdict(unsafe { bpf_redirect(ifindex, 0) }, Reason::Redirect)
 }
 
@@ -87,7 +104,7 @@ pub fn to_device(ifindex: u32) -> (i32, Reason) {
 /// keeps it: it follows route, neighbour and link events (the agent), so
 /// a changed gateway MAC is in the map once that event is handled.
 #[inline(always)]
-pub fn to_cached_next_hop(ifindex: u32) -> (i32, Reason) {
+pub fn to_cached_next_hop(ifindex: u32) -> Reason {
     verdict(unsafe { bpf_redirect(ifindex, 0) }, Reason::RedirectCached)
 }
 
@@ -97,7 +114,7 @@ pub fn to_cached_next_hop(ifindex: u32) -> (i32, Reason) {
 /// Legal from TC only, with the next hop the FIB lookup returned; keeps
 /// `skb->sk`, so TCP backpressure survives the redirect.
 #[inline(always)]
-pub fn to_neighbour(ifindex: u32, fib: &bpf_fib_lookup) -> (i32, Reason) {
+pub fn to_neighbour(ifindex: u32, fib: &bpf_fib_lookup) -> Reason {
     // SAFETY: plain-old-data, the union is filled for the family below.
     let mut nh: bpf_redir_neigh = unsafe { core::mem::zeroed() };
     nh.nh_family = fib.family as u32;
