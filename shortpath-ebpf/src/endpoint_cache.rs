@@ -3,12 +3,12 @@
 //! A hash map lookup is a call into the kernel that hashes the key, walks
 //! a bucket and compares keys; live, it costs about as much as the rest of
 //! `from_nic` (docs/PERFORMANCE.md). Each CPU keeps the endpoints it last
-//! looked up in a direct-mapped array (`ENDPOINT_CACHE`, one slot per
-//! address hash), whose lookup the verifier inlines: a hit reads one slot
-//! and calls nothing.
+//! looked up in a direct-mapped array per family (`ENDPOINT_CACHE_V4`,
+//! `ENDPOINT_CACHE_V6`, one slot per address hash), whose lookup the
+//! verifier inlines: a hit reads one slot and calls nothing.
 //!
 //! **Never stale.** Every slot is tagged with the endpoint generation
-//! (`ENDPOINTS_GEN`) read *before* the map lookup that filled it, and a
+//! (`ENDPOINTS_GEN`, plus one) read *before* the map lookup that filled it, and a
 //! slot counts only while the generation is unchanged. Every writer of the
 //! endpoint maps bumps the generation *after* its write: userspace after
 //! each insert and remove (and once whenever it opens the maps, which
