@@ -104,7 +104,8 @@ pub fn apply(spec: &NodeSpec, mode: Mode, attach: AttachKind) -> Result<(), Data
     // local pods to the stack.
     // Cached routes outside the (new) pod CIDRs go before the CIDRs do:
     // the programs running now forward a cached route without that check.
-    super::next_hops::prune(&mut obj.next_hops()?, &spec.cluster_cidrs)?;
+    let generation = obj.generation()?;
+    super::next_hops::prune(&mut obj.next_hops()?, &spec.cluster_cidrs, &generation)?;
     obj.sync_pod_cidrs(spec)?;
     // The routes to other nodes' pods, resolved now; the agent keeps them
     // current from netlink events (a lab without one: at each switch).

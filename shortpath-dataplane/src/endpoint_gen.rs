@@ -37,19 +37,32 @@ fn err(e: MapError) -> DataplaneError {
 impl Generation {
     /// The generation of a loaded object (its `ENDPOINTS_GEN` map), bumped.
     pub fn of(map: &Map) -> Result<Self, DataplaneError> {
-        // The object defines it as an array: anything else is a build bug.
-        let Map::Array(md) = map else {
-            return Err(err(MapError::InvalidMapType { map_type: 0 }));
-        };
-        let g = Self::map(md)?;
+        let g = Self::of_unbumped(map)?;
         g.bump();
         Ok(g)
     }
 
     /// The generation pinned in `dir` (a node's maps directory), bumped.
     pub fn pinned(dir: &Path) -> Result<Self, DataplaneError> {
+        let g = Self::pinned_unbumped(dir)?;
+        g.bump();
+        Ok(g)
+    }
+
+    /// The generation of a loaded object, not bumped: for the next-hop
+    /// cache's writers, which bump after each write.
+    pub fn of_unbumped(map: &Map) -> Result<Self, DataplaneError> {
+        // The object defines it as an array: anything else is a build bug.
+        let Map::Array(md) = map else {
+            return Err(err(MapError::InvalidMapType { map_type: 0 }));
+        };
+        Self::map(md)
+    }
+
+    /// The generation pinned in `dir`, not bumped (see [`of_unbumped`](Self::of_unbumped)).
+    pub fn pinned_unbumped(dir: &Path) -> Result<Self, DataplaneError> {
         let md = MapData::from_pin(dir.join(MAP_ENDPOINTS_GEN)).map_err(err)?;
-        Self::of(&Map::Array(md))
+        Self::of_unbumped(&Map::Array(md))
     }
 
     fn map(md: &MapData) -> Result<Self, DataplaneError> {

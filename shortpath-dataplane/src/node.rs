@@ -25,6 +25,7 @@ use shortpath_common::endpoint::{Endpoint, EndpointKey, AF_INET, AF_INET6};
 use crate::{
     attach::{self, ProgramStatus},
     counters::{self, ReasonCounts},
+    endpoint_gen::Generation,
     endpoint_maps::{self, EndpointMaps},
     endpoints, kernel, next_hops,
     object::{MAP_NEXT_HOPS, MAP_POD_CIDRS, MAP_STACK_FLOWS, PINNED_MAPS},
@@ -161,7 +162,11 @@ impl Node {
     /// the cache must never hold what the pod CIDR map no longer does.
     /// (New CIDRs get their routes cached by the next sync.)
     fn write_cluster_cidrs(&self) -> Result<(), DataplaneError> {
-        next_hops::prune(&mut self.next_hop_map()?, &self.cluster_cidrs)?;
+        next_hops::prune(
+            &mut self.next_hop_map()?,
+            &self.cluster_cidrs,
+            &self.generation()?,
+        )?;
         pod_cidrs::sync(&mut self.pod_cidr_map()?, &self.cluster_cidrs).map(|_| ())
     }
 
@@ -181,7 +186,7 @@ impl Node {
             source: e,
         })?;
         let plan = next_hops::plan(&self.cluster_cidrs, &obs);
-        let changed = next_hops::sync(&mut self.next_hop_map()?, &plan)?;
+        let changed = next_hops::sync(&mut self.next_hop_map()?, &plan, &self.generation()?)?;
         let managed = next_hops::keep_resolved(&plan, &self.netns);
         Ok((plan, changed, managed))
     }
@@ -189,6 +194,14 @@ impl Node {
     /// The next-hop cache as the kernel holds it.
     pub fn next_hops(&self) -> Result<Vec<next_hops::NextHopEntry>, DataplaneError> {
         next_hops::read(&self.next_hop_map()?)
+    }
+
+    /// The node's endpoint generation, which every writer of the endpoint
+    /// maps and of the next-hop cache bumps after its writes.
+    /// Opening it bumps nothing: the next-hop writers bump after each
+    /// write.
+    fn generation(&self) -> Result<Generation, DataplaneError> {
+        Generation::pinned_unbumped(&self.pins()?.maps())
     }
 
     fn next_hop_map(&self) -> Result<next_hops::NextHopMap<MapData>, DataplaneError> {

@@ -12,8 +12,8 @@ use aya::{
 use shortpath_common::mode::FastPath;
 
 use super::{
-    endpoint_maps::EndpointMaps, next_hops::NextHopMap, pod_cidrs::PodCidrMap,
-    stack_flows::StackFlowMap, DataplaneError, Hook,
+    endpoint_gen::Generation, endpoint_maps::EndpointMaps, next_hops::NextHopMap,
+    pod_cidrs::PodCidrMap, stack_flows::StackFlowMap, DataplaneError, Hook,
 };
 
 /// The TC programs (`from_nic`, `from_pod`) and their maps.
@@ -175,7 +175,36 @@ impl TcObject {
         super::pod_cidrs::sync(&mut self.pod_cidrs()?, &spec.cluster_cidrs)
     }
 
-    /// The next-hop cache of this generation.
+    /// The endpoint generation of this object, for a writer of the
+    /// next-hop cache, which bumps it after each write (opening it bumps
+    /// nothing: the tests would not see a missing bump).
+    pub(crate) fn generation(&self) -> Result<Generation, DataplaneError> {
+        Generation::of_unbumped(
+            self.ebpf
+                .map(MAP_ENDPOINTS_GEN)
+                .ok_or(DataplaneError::NoMap(MAP_ENDPOINTS_GEN))?,
+        )
+    }
+
+    /// Writes one next-hop entry for `net` and bumps the generation after
+    /// it, so that no CPU's cache answers with the entry it replaced.
+    pub fn insert_next_hop(
+        &mut self,
+        net: ipnet::IpNet,
+        entry: shortpath_common::next_hop::NextHop,
+    ) -> Result<(), DataplaneError> {
+        let generation = self.generation()?;
+        let k = super::next_hops::key(net);
+        self.next_hops()?
+            .insert(&aya::maps::lpm_trie::Key::new(k.prefixlen, k.net), entry, 0)
+            .map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
+        generation.bump();
+        Ok(())
+    }
+
+    /// The next-hop cache of this generation. Reading only: a write needs
+    /// the generation bump that [`insert_next_hop`](Self::insert_next_hop)
+    /// and the sync make.
     pub fn next_hops(&mut self) -> Result<NextHopMap<&mut MapData>, DataplaneError> {
         let map = self
             .ebpf
@@ -197,7 +226,8 @@ impl TcObject {
                 source: e,
             })?;
         let plan = super::next_hops::plan(&spec.cluster_cidrs, &obs);
-        super::next_hops::sync(&mut self.next_hops()?, &plan)?;
+        let generation = self.generation()?;
+        super::next_hops::sync(&mut self.next_hops()?, &plan, &generation)?;
         Ok(plan)
     }
 

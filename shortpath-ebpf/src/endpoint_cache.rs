@@ -1,19 +1,22 @@
-//! A per-CPU cache in front of the endpoint maps.
+//! A per-CPU cache in front of the endpoint maps and the next-hop map.
 //!
 //! A hash map lookup is a call into the kernel that hashes the key, walks
 //! a bucket and compares keys; live, it costs about as much as the rest of
-//! `from_nic` (docs/PERFORMANCE.md). Each CPU keeps the endpoints it last
-//! looked up in a direct-mapped array per family (`ENDPOINT_CACHE_V4`,
-//! `ENDPOINT_CACHE_V6`, one slot per address hash), whose lookup the
-//! verifier inlines: a hit reads one slot and calls nothing.
+//! `from_nic` (docs/PERFORMANCE.md), and the walk of the next-hop LPM trie
+//! is the largest piece of `from_pod`'s path to another node. Each CPU
+//! keeps the endpoints and next hops it last looked up in direct-mapped
+//! arrays per family (`ENDPOINT_CACHE_V4`, `ENDPOINT_CACHE_V6`,
+//! `NEXT_HOP_CACHE_V4`, `NEXT_HOP_CACHE_V6`, one slot per address hash),
+//! whose lookup the verifier inlines: a hit reads one slot and calls
+//! nothing.
 //!
 //! **Never stale.** Every slot is tagged with the endpoint generation
 //! (`ENDPOINTS_GEN`, plus one) read *before* the map lookup that filled it, and a
 //! slot counts only while the generation is unchanged. Every writer of the
-//! endpoint maps bumps the generation *after* its write: userspace after
-//! each insert and remove (and once whenever it opens the maps, which
-//! repairs a writer killed between the two), and `from_pod` after it sets
-//! `FLAG_SENT_TO_STACK` (an atomic add). A slot filled from a value that a
+//! endpoint maps and of `NEXT_HOPS` bumps the generation *after* its write:
+//! userspace after each insert and remove (and once whenever it opens the
+//! endpoint maps, which repairs a writer killed between the two), and
+//! `from_pod` after it sets `FLAG_SENT_TO_STACK` (an atomic add). A slot filled from a value that a
 //! later write replaced therefore carries an older generation than the
 //! one that write left: a miss.
 //!
@@ -24,9 +27,9 @@
 //! only touched on its own CPU, and programs on one CPU do not interleave
 //! — except on PREEMPT_RT kernels, where the loader leaves the cache off
 //! ([`config::cache_endpoints`](crate::config::cache_endpoints)).
-//! Absent addresses are not cached: a miss costs the lookup it always did.
+//! Absent addresses are not cached, and neither are next-hop entries that
+//! leave the packet to the FIB: a miss costs the lookup it always did.
 
-use crate::words::EndpointWords;
 #[cfg(ordered_loads)]
 use aya_ebpf::maps::PerCpuArray;
 use shortpath_common::endpoint::ENDPOINT_CACHE_SLOTS;
@@ -74,29 +77,31 @@ impl Addr for [u32; 4] {
     }
 }
 
-/// One cached endpoint.
+/// One cached answer: an endpoint, or a next hop.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Slot<A> {
+pub struct Slot<A, V> {
     /// `ENDPOINTS_GEN` + 1 when the value was looked up; 0: empty (an
     /// all-zero slot matches no generation, whatever its address).
     pub tag: u64,
-    pub endpoint: EndpointWords,
+    pub value: V,
     pub addr: A,
 }
 
 // The slot index is the top bits of a 32-bit hash.
 const _: () = assert!(ENDPOINT_CACHE_SLOTS.is_power_of_two() && ENDPOINT_CACHE_SLOTS >= 2);
 
-/// The endpoint behind `addr`: from this CPU's `cache` when its slot holds
-/// `addr` at the current generation, else from `lookup` (and then cached).
+/// The value behind `addr`: from this CPU's `cache` when its slot holds
+/// `addr` at the current generation, else from `lookup`, and then cached
+/// if `keep` says so.
 #[cfg(ordered_loads)]
 #[inline(always)]
-pub fn endpoint<A: Addr>(
-    cache: &PerCpuArray<Slot<A>>,
+pub fn cached<A: Addr, V: Copy>(
+    cache: &PerCpuArray<Slot<A, V>>,
     addr: A,
-    lookup: impl FnOnce(&A) -> Option<EndpointWords>,
-) -> Option<EndpointWords> {
+    lookup: impl FnOnce(&A) -> Option<&'static V>,
+    keep: impl FnOnce(&V) -> bool,
+) -> Option<&'static V> {
     use core::sync::atomic::{compiler_fence, Ordering};
 
     use crate::maps::ENDPOINTS_GEN;
@@ -117,25 +122,46 @@ pub fn endpoint<A: Addr>(
     // while we do.
     let slot = unsafe { &mut *slot };
     if slot.tag == tag && slot.addr.same(&addr) {
-        return Some(slot.endpoint);
+        return Some(&slot.value);
     }
     // The generation was read above, before the lookup.
     compiler_fence(Ordering::SeqCst);
-    let ep = lookup(&addr)?;
-    slot.addr = addr;
-    slot.tag = tag;
-    slot.endpoint = ep;
-    Some(ep)
+    let v = lookup(&addr)?;
+    if keep(v) {
+        slot.addr = addr;
+        slot.tag = tag;
+        copy_words(&mut slot.value, v);
+    }
+    Some(v)
+}
+
+/// `*dst = *src` as word loads and stores: a plain copy of a struct from
+/// one place in memory to another becomes a `memmove` call, a byte loop
+/// (`tc_programs_call_no_byte_loop_builtins` fails on it).
+#[cfg(ordered_loads)]
+#[inline(always)]
+fn copy_words<V: Copy>(dst: &mut V, src: &V) {
+    const {
+        assert!(core::mem::size_of::<V>().is_multiple_of(4) && core::mem::align_of::<V>() >= 4);
+    }
+    let (d, s) = (dst as *mut V as *mut u32, src as *const V as *const u32);
+    for i in 0..core::mem::size_of::<V>() / 4 {
+        // SAFETY: `i` words lie inside both values, which are 4-aligned
+        // (checked above); volatile so that the loop is not turned back
+        // into a `memmove`.
+        unsafe { d.add(i).write_volatile(s.add(i).read_volatile()) };
+    }
 }
 
 /// Without ordered loads: the map, every time.
 #[cfg(not(ordered_loads))]
 #[inline(always)]
-pub fn endpoint<A: Addr, C>(
+pub fn cached<A: Addr, V, C>(
     _cache: &C,
     addr: A,
-    lookup: impl FnOnce(&A) -> Option<EndpointWords>,
-) -> Option<EndpointWords> {
+    lookup: impl FnOnce(&A) -> Option<&'static V>,
+    _keep: impl FnOnce(&V) -> bool,
+) -> Option<&'static V> {
     lookup(&addr)
 }
 

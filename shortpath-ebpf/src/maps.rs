@@ -33,7 +33,7 @@ pub static ENDPOINTS_V4: HashMap<u32, Endpoint> = HashMap::with_max_entries(MAX_
 pub static ENDPOINTS_V6: HashMap<[u32; 4], Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
 
 /// The endpoint generation: bumped by every writer of the endpoint maps
-/// after its write (userspace through the mapping `BPF_F_MMAPABLE`
+/// and of `NEXT_HOPS` after its write (userspace through the mapping `BPF_F_MMAPABLE`
 /// allows, the programs with an atomic add). See [`endpoint_cache`].
 #[map]
 pub static ENDPOINTS_GEN: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
@@ -41,12 +41,24 @@ pub static ENDPOINTS_GEN: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE
 /// Each CPU's cache of IPv4 endpoints ([`endpoint_cache`]). Not pinned: a
 /// new program generation starts with an empty one.
 #[map]
-pub static ENDPOINT_CACHE_V4: PerCpuArray<Slot<u32>> =
+pub static ENDPOINT_CACHE_V4: PerCpuArray<Slot<u32, EndpointWords>> =
     PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
 
 /// Each CPU's cache of IPv6 endpoints, as [`ENDPOINT_CACHE_V4`].
 #[map]
-pub static ENDPOINT_CACHE_V6: PerCpuArray<Slot<[u32; 4]>> =
+pub static ENDPOINT_CACHE_V6: PerCpuArray<Slot<[u32; 4], EndpointWords>> =
+    PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
+
+/// Each CPU's cache of the next hops of IPv4 destinations (`NEXT_HOPS`
+/// answers that carry a next hop), as [`ENDPOINT_CACHE_V4`]: the same
+/// generation covers both maps.
+#[map]
+pub static NEXT_HOP_CACHE_V4: PerCpuArray<Slot<u32, NextHop>> =
+    PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
+
+/// Each CPU's cache of the next hops of IPv6 destinations.
+#[map]
+pub static NEXT_HOP_CACHE_V6: PerCpuArray<Slot<[u32; 4], NextHop>> =
     PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
 
 /// The cluster's pod networks, both families (filled by userspace; see
@@ -91,11 +103,11 @@ fn endpoint_ptr(key: &AddrKey) -> Option<*mut Endpoint> {
 
 /// A map value as the programs read it.
 #[inline(always)]
-fn words_of(p: *mut Endpoint) -> EndpointWords {
-    // SAFETY: the value is copied out while the RCU read lock held by the
-    // program run keeps the element alive; `EndpointWords` has the value's
-    // layout (checked in `words`), and map values are 8-aligned.
-    unsafe { *(p as *const EndpointWords) }
+fn words_of(p: *mut Endpoint) -> &'static EndpointWords {
+    // SAFETY: the element stays alive under the RCU read lock held by the
+    // program run, and is only read through this view; `EndpointWords` has
+    // the value's layout (checked in `words`), and map values are 8-aligned.
+    unsafe { &*(p as *const EndpointWords) }
 }
 
 /// The endpoint behind `key`, if this node has one (through this CPU's
@@ -112,17 +124,15 @@ pub fn endpoint(key: &AddrKey) -> Option<EndpointWords> {
 /// The endpoint behind an IPv4 address (network order).
 #[inline(always)]
 pub fn endpoint_v4(addr: u32) -> Option<EndpointWords> {
-    endpoint_cache::endpoint(&ENDPOINT_CACHE_V4, addr, |a| {
-        ENDPOINTS_V4.get_ptr_mut(a).map(words_of)
-    })
+    let lookup = |a: &u32| ENDPOINTS_V4.get_ptr_mut(a).map(words_of);
+    endpoint_cache::cached(&ENDPOINT_CACHE_V4, addr, lookup, |_| true).copied()
 }
 
 /// The endpoint behind an IPv6 address (four network-order words).
 #[inline(always)]
 pub fn endpoint_v6(addr: [u32; 4]) -> Option<EndpointWords> {
-    endpoint_cache::endpoint(&ENDPOINT_CACHE_V6, addr, |a| {
-        ENDPOINTS_V6.get_ptr_mut(a).map(words_of)
-    })
+    let lookup = |a: &[u32; 4]| ENDPOINTS_V6.get_ptr_mut(a).map(words_of);
+    endpoint_cache::cached(&ENDPOINT_CACHE_V6, addr, lookup, |_| true).copied()
 }
 
 /// Marks the endpoint behind `key` as one that sent packets to the stack
@@ -148,7 +158,25 @@ pub fn in_pod_cidrs(key: &AddrKey) -> bool {
 /// exception that leaves the packet to the FIB. `None`: not cached.
 #[inline(always)]
 pub fn next_hop(key: &AddrKey) -> Option<&'static NextHop> {
-    NEXT_HOPS.get(key.lookup())
+    // Only answers are cached: an exception ("ask the FIB") or a miss is
+    // looked up every time, as before.
+    if key.is_v4() {
+        let lookup = |_: &u32| NEXT_HOPS.get(key.lookup());
+        endpoint_cache::cached(
+            &NEXT_HOP_CACHE_V4,
+            *key.v4_addr(),
+            lookup,
+            NextHop::is_cached,
+        )
+    } else {
+        let lookup = |_: &[u32; 4]| NEXT_HOPS.get(key.lookup());
+        endpoint_cache::cached(
+            &NEXT_HOP_CACHE_V6,
+            *key.v6_addr(),
+            lookup,
+            NextHop::is_cached,
+        )
+    }
 }
 
 /// Remembers a flow handed to the stack. A known flow is only looked up

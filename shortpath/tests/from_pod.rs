@@ -413,29 +413,22 @@ fn from_pod_cached_next_hops_rewrite_like_the_fib() {
     assert_eq!(r.verdict, TC_ACT_REDIRECT, "GSO is segmented to fit");
 
     // The answer is the entry's: another MAC in it, another frame.
+    // Written through the object, which bumps the generation: the
+    // programs' per-CPU next-hop cache holds the sync's entry for this
+    // address by now, and must not answer with it any more.
     let net4: ipnet::IpNet = format!("{r4}/32").parse().unwrap();
-    let key = |n: ipnet::IpNet| {
-        let k = shortpath::dataplane::next_hops::key(n);
-        aya::maps::lpm_trie::Key::new(k.prefixlen, k.net)
-    };
     let mut entry = shortpath_common::next_hop::NextHop {
         ifindex: node_a.nic.ifindex,
         mtu: 1500,
         smac: node_a.nic.mac.0,
         dmac: [0x02, 0, 0, 0, 0, 0x42],
     };
-    obj.next_hops()
-        .unwrap()
-        .insert(&key(net4), entry, 0)
-        .unwrap();
+    obj.insert_next_hop(net4, entry).unwrap();
     let r = run(&mut obj, Hook::FromPod, &frames[0], b.ctx(0));
     assert_eq!(r.out[0..6], entry.dmac, "destination MAC from the entry");
     // An exception inside the cached route: the FIB decides again.
     entry = shortpath_common::next_hop::NextHop::ASK_FIB;
-    obj.next_hops()
-        .unwrap()
-        .insert(&key(net4), entry, 0)
-        .unwrap();
+    obj.insert_next_hop(net4, entry).unwrap();
     let r = run(&mut obj, Hook::FromPod, &frames[0], b.ctx(0));
     assert_eq!(r.out, by_fib[0].out);
     assert_eq!(

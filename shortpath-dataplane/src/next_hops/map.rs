@@ -11,6 +11,7 @@ use shortpath_common::{endpoint::EndpointKey, next_hop::NextHop};
 
 use super::{NextHopEntry, Plan};
 use crate::{
+    endpoint_gen::Generation,
     object::MAP_NEXT_HOPS,
     pod_cidrs::{key, net},
     DataplaneError,
@@ -46,9 +47,15 @@ fn entries<T: std::borrow::Borrow<MapData>>(
 /// Makes the map hold exactly `plan`: changed and new entries are written
 /// first (an entry is replaced in place, never missing in between), then
 /// stale ones go. Returns the number of entries written and removed.
-pub fn sync<T: BorrowMut<MapData>>(
+///
+/// The programs cache the next hops they looked up per CPU, tagged with
+/// the endpoint generation (shortpath-ebpf/src/endpoint_cache.rs):
+/// `generation` is bumped after every write, so no CPU answers from an
+/// entry this call replaced or removed.
+pub(crate) fn sync<T: BorrowMut<MapData>>(
     map: &mut NextHopMap<T>,
     plan: &Plan,
+    generation: &Generation,
 ) -> Result<(usize, usize), DataplaneError> {
     let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
     let have = entries(map)?;
@@ -56,12 +63,15 @@ pub fn sync<T: BorrowMut<MapData>>(
     for (n, nh) in &plan.entries {
         if have.get(n) != Some(nh) {
             map.insert(&to_aya(n), *nh, 0).map_err(err)?;
+            generation.bump();
             written += 1;
         }
     }
     let mut removed = 0;
     for n in have.keys().filter(|n| !plan.entries.contains_key(n)) {
-        match map.remove(&to_aya(n)) {
+        let gone = map.remove(&to_aya(n));
+        generation.bump();
+        match gone {
             Ok(()) => removed += 1,
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
@@ -72,10 +82,12 @@ pub fn sync<T: BorrowMut<MapData>>(
 }
 
 /// Removes the entries (routes and exceptions alike) outside every network
-/// of `cluster`; returns how many went.
-pub fn prune<T: BorrowMut<MapData>>(
+/// of `cluster`; returns how many went. `generation` is bumped after each
+/// removal, as in [`sync`].
+pub(crate) fn prune<T: BorrowMut<MapData>>(
     map: &mut NextHopMap<T>,
     cluster: &[IpNet],
+    generation: &Generation,
 ) -> Result<usize, DataplaneError> {
     let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
     let mut removed = 0;
@@ -83,7 +95,9 @@ pub fn prune<T: BorrowMut<MapData>>(
         .into_keys()
         .filter(|n| !cluster.iter().any(|c| c.contains(n)))
     {
-        match map.remove(&to_aya(&n)) {
+        let gone = map.remove(&to_aya(&n));
+        generation.bump();
+        match gone {
             Ok(()) => removed += 1,
             Err(aya::maps::MapError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}

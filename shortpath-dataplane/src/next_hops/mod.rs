@@ -35,7 +35,8 @@ use shortpath_common::next_hop::{NextHop, MAX_NEXT_HOPS};
 
 /// The LPM key of a destination network (the pod CIDR map's layout).
 pub use crate::pod_cidrs::key;
-pub use map::{prune, read, read_pinned, sync, NextHopMap};
+pub(crate) use map::{prune, sync};
+pub use map::{read, read_pinned, NextHopMap};
 pub use observe::observe;
 
 /// The routing tables of a default policy.
