@@ -194,12 +194,7 @@ impl TcObject {
         entry: shortpath_common::next_hop::NextHop,
     ) -> Result<(), DataplaneError> {
         let generation = self.generation()?;
-        let k = super::next_hops::key(net);
-        self.next_hops()?
-            .insert(&aya::maps::lpm_trie::Key::new(k.prefixlen, k.net), entry, 0)
-            .map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
-        generation.bump();
-        Ok(())
+        super::next_hops::insert(&mut self.next_hops()?, net, entry, &generation)
     }
 
     /// The next-hop cache of this generation. Reading only: a write needs

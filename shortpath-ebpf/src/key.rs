@@ -100,14 +100,6 @@ impl AddrKey {
         }
     }
 
-    /// The family word and the four address words: what tells one address
-    /// from another in the endpoint cache.
-    #[inline(always)]
-    pub fn words(&self) -> &[u32; 5] {
-        // SAFETY: words 1..6 are five initialised, aligned u32s.
-        unsafe { &*(self.words.as_ptr().add(1) as *const [u32; 5]) }
-    }
-
     /// The key of `ENDPOINTS_V4`: the IPv4 address word. Only meaningful
     /// when [`is_v4`](Self::is_v4).
     #[inline(always)]

@@ -44,6 +44,40 @@ fn entries<T: std::borrow::Borrow<MapData>>(
     Ok(out)
 }
 
+/// Writes the entry for `net`, then bumps `generation`, so that no CPU's
+/// cache answers with the entry it replaced.
+pub(crate) fn insert<T: BorrowMut<MapData>>(
+    map: &mut NextHopMap<T>,
+    net: IpNet,
+    nh: NextHop,
+    generation: &Generation,
+) -> Result<(), DataplaneError> {
+    map.insert(&to_aya(&net), nh, 0)
+        .map_err(|e| DataplaneError::map(MAP_NEXT_HOPS, e))?;
+    generation.bump();
+    Ok(())
+}
+
+/// Removes the entry for `net`, then bumps `generation`; whether it was
+/// there (gone already is no error).
+fn remove<T: BorrowMut<MapData>>(
+    map: &mut NextHopMap<T>,
+    net: &IpNet,
+    generation: &Generation,
+) -> Result<bool, DataplaneError> {
+    let gone = map.remove(&to_aya(net));
+    generation.bump();
+    match gone {
+        Ok(()) => Ok(true),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(DataplaneError::map(MAP_NEXT_HOPS, e)),
+    }
+}
+
 /// Makes the map hold exactly `plan`: changed and new entries are written
 /// first (an entry is replaced in place, never missing in between), then
 /// stale ones go. Returns the number of entries written and removed.
@@ -57,26 +91,17 @@ pub(crate) fn sync<T: BorrowMut<MapData>>(
     plan: &Plan,
     generation: &Generation,
 ) -> Result<(usize, usize), DataplaneError> {
-    let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
     let have = entries(map)?;
     let mut written = 0;
     for (n, nh) in &plan.entries {
         if have.get(n) != Some(nh) {
-            map.insert(&to_aya(n), *nh, 0).map_err(err)?;
-            generation.bump();
+            insert(map, *n, *nh, generation)?;
             written += 1;
         }
     }
     let mut removed = 0;
     for n in have.keys().filter(|n| !plan.entries.contains_key(n)) {
-        let gone = map.remove(&to_aya(n));
-        generation.bump();
-        match gone {
-            Ok(()) => removed += 1,
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(err(e)),
-        }
+        removed += usize::from(remove(map, n, generation)?);
     }
     Ok((written, removed))
 }
@@ -89,20 +114,12 @@ pub(crate) fn prune<T: BorrowMut<MapData>>(
     cluster: &[IpNet],
     generation: &Generation,
 ) -> Result<usize, DataplaneError> {
-    let err = |e| DataplaneError::map(MAP_NEXT_HOPS, e);
     let mut removed = 0;
     for n in entries(map)?
         .into_keys()
         .filter(|n| !cluster.iter().any(|c| c.contains(n)))
     {
-        let gone = map.remove(&to_aya(&n));
-        generation.bump();
-        match gone {
-            Ok(()) => removed += 1,
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(err(e)),
-        }
+        removed += usize::from(remove(map, &n, generation)?);
     }
     Ok(removed)
 }

@@ -35,7 +35,7 @@ use shortpath_common::next_hop::{NextHop, MAX_NEXT_HOPS};
 
 /// The LPM key of a destination network (the pod CIDR map's layout).
 pub use crate::pod_cidrs::key;
-pub(crate) use map::{prune, sync};
+pub(crate) use map::{insert, prune, sync};
 pub use map::{read, read_pinned, NextHopMap};
 pub use observe::observe;
 
