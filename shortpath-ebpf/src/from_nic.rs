@@ -47,7 +47,7 @@ fn forward(ctx: &TcContext) -> Result<Reason, Reason> {
 /// A parsed packet to a local pod, or why the stack gets it.
 #[inline(always)]
 fn deliver(ctx: &TcContext, p: &Packet) -> Result<Reason, Reason> {
-    let ep = maps::endpoint(&p.dst_key()).ok_or(Reason::PassNoEndpoint)?;
+    let ep = maps::endpoint(&p.dst_key(), None).ok_or(Reason::PassNoEndpoint)?;
     if ep.flags & FLAG_STACK_ONLY != 0 {
         return Err(Reason::PassStackOnly);
     }

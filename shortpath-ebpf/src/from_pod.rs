@@ -29,6 +29,7 @@ use shortpath_common::{
 use crate::{
     config,
     counters::count,
+    endpoint_cache::Generation,
     fib::{self, Fib},
     ipv6, maps,
     parse::{self, EthHdr, Ip, Packet, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6},
@@ -49,7 +50,10 @@ pub fn run(ctx: &TcContext) -> i32 {
 
 fn forward(ctx: &TcContext, ifindex: u32) -> Result<Reason, Reason> {
     let mode = config::mode().ok_or(Reason::PassUnconfigured)?;
-    let (p, own) = parse(ctx, ifindex)?;
+    // One generation for every cache lookup of this run: the source's
+    // endpoint, the destination's next hop or endpoint.
+    let generation = Generation::now();
+    let (p, own) = parse(ctx, ifindex, generation)?;
 
     let dst = p.dst_key();
     if dst.is_multicast() {
@@ -63,11 +67,11 @@ fn forward(ctx: &TcContext, ifindex: u32) -> Result<Reason, Reason> {
     // leaves through the NIC; a pod of this node inside one has its own
     // route, an "ask the FIB" exception). First, so that traffic to other
     // nodes skips the endpoint lookup.
-    let cached = maps::next_hop(&dst);
+    let cached = maps::next_hop(&dst, generation);
     if let Some(nh) = cached.filter(|nh| nh.is_cached()) {
         return to_cached_next_hop(ctx, &p, nh);
     }
-    if let Some(ep) = maps::endpoint(&dst) {
+    if let Some(ep) = maps::endpoint(&dst, Some(generation)) {
         return to_local_pod(ctx, &p, &ep, mode);
     }
     // Only pod addresses are routed here: a Service IP must meet the
@@ -120,7 +124,11 @@ fn to_cached_next_hop(ctx: &TcContext, p: &Packet, nh: &NextHop) -> Result<Reaso
 /// VLAN tag (`drop_vlan`), EtherType other than ARP / IPv4 / IPv6
 /// (`drop_unknown_l3`), then the per-protocol rules below.
 #[inline(always)]
-fn parse(ctx: &TcContext, ifindex: u32) -> Result<(Packet, EndpointWords), Reason> {
+fn parse(
+    ctx: &TcContext,
+    ifindex: u32,
+    generation: Generation,
+) -> Result<(Packet, EndpointWords), Reason> {
     let (eth, proto) = parse::eth(ctx).ok_or(Reason::DropMalformed)?;
     // A tagged frame would be bridged to other pods' VLANs unchecked; pods
     // here send untagged frames only.
@@ -128,12 +136,12 @@ fn parse(ctx: &TcContext, ifindex: u32) -> Result<(Packet, EndpointWords), Reaso
         return Err(Reason::DropVlan);
     }
     match proto {
-        ETH_P_IP => v4(ctx, eth, ifindex),
-        ETH_P_IPV6 => v6(ctx, eth, ifindex),
+        ETH_P_IP => v4(ctx, eth, ifindex, generation),
+        ETH_P_IPV6 => v6(ctx, eth, ifindex, generation),
         ETH_P_ARP => {
             let arp = parse::arp(ctx).ok_or(Reason::DropMalformed)?;
             // SAFETY: bounds-checked by `parse::eth`; only read here.
-            Err(source::arp(unsafe { &*eth }, arp, ifindex))
+            Err(source::arp(unsafe { &*eth }, arp, ifindex, generation))
         }
         _ => Err(Reason::DropUnknownL3),
     }
@@ -143,12 +151,17 @@ fn parse(ctx: &TcContext, ifindex: u32) -> Result<(Packet, EndpointWords), Reaso
 /// (`drop_spoofed`, `drop_spoofed_mac`; DHCP discover passes), then what
 /// the stack keeps: group MAC, stack-only pod, options, fragments.
 #[inline(always)]
-fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, EndpointWords), Reason> {
+fn v4(
+    ctx: &TcContext,
+    eth: *mut EthHdr,
+    ifindex: u32,
+    generation: Generation,
+) -> Result<(Packet, EndpointWords), Reason> {
     let ip = parse::ipv4(ctx).ok_or(Reason::DropMalformed)?;
     // SAFETY: both bounds-checked by the parsers. The checks only read; the
     // views end before anything writes the packet (through `Packet`).
     let (l2, l3) = unsafe { (&*eth, &*ip) };
-    let own = source::ipv4(l2, l3, ifindex)?;
+    let own = source::ipv4(l2, l3, ifindex, generation)?;
     stack_keeps(l2, &own)?;
     parse::ipv4_fast_path(l3)?;
     Ok((
@@ -166,15 +179,20 @@ fn v4(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, Endpoi
 /// keeps: link scope, group MAC, stack-only pod, extension headers,
 /// fragments.
 #[inline(always)]
-fn v6(ctx: &TcContext, eth: *mut EthHdr, ifindex: u32) -> Result<(Packet, EndpointWords), Reason> {
+fn v6(
+    ctx: &TcContext,
+    eth: *mut EthHdr,
+    ifindex: u32,
+    generation: Generation,
+) -> Result<(Packet, EndpointWords), Reason> {
     let ip = parse::ipv6(ctx).ok_or(Reason::DropMalformed)?;
     // SAFETY: both bounds-checked by the parsers. The checks only read (and
     // `bpf_skb_load_bytes` does not move data); the views end before
     // anything writes the packet (through `Packet`).
     let (l2, l3) = unsafe { (&*eth, &*ip) };
-    let own = source::ipv6(l2, l3, ifindex)?;
+    let own = source::ipv6(l2, l3, ifindex, generation)?;
     let chain = ipv6::walk(ctx, l3)?;
-    ipv6::check_nd(ctx, l3, &chain, ifindex)?;
+    ipv6::check_nd(ctx, l3, &chain, ifindex, generation)?;
     let own = own.ok_or(Reason::PassLinkLocal)?;
     stack_keeps(l2, &own)?;
     if chain.fragment {

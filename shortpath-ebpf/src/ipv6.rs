@@ -9,6 +9,7 @@ use shortpath_common::counters::Reason;
 
 use crate::{
     addr,
+    endpoint_cache::Generation,
     key::AddrKey,
     parse::{
         Ipv6Hdr, ETH_HLEN, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMPV6,
@@ -103,15 +104,21 @@ pub fn walk(ctx: &TcContext, ip: &Ipv6Hdr) -> Result<Chain, Reason> {
 ///
 /// Truncated ND messages are `drop_malformed`. Everything else passes.
 #[inline(always)]
-pub fn check_nd(ctx: &TcContext, ip: &Ipv6Hdr, chain: &Chain, ifindex: u32) -> Result<(), Reason> {
+pub fn check_nd(
+    ctx: &TcContext,
+    ip: &Ipv6Hdr,
+    chain: &Chain,
+    ifindex: u32,
+    generation: Generation,
+) -> Result<(), Reason> {
     if chain.upper != Some(IPPROTO_ICMPV6) {
         return Ok(());
     }
     let kind: u8 = ctx.load(chain.offset).map_err(|_| Reason::DropMalformed)?;
     match kind {
         ND_ROUTER_ADVERT | ND_REDIRECT => Err(Reason::DropNdRouter),
-        ND_NEIGHBOR_ADVERT => own_target(ctx, chain, ifindex),
-        ND_NEIGHBOR_SOLICIT if ip.saddr == [0u8; 16] => own_target(ctx, chain, ifindex),
+        ND_NEIGHBOR_ADVERT => own_target(ctx, chain, ifindex, generation),
+        ND_NEIGHBOR_SOLICIT if ip.saddr == [0u8; 16] => own_target(ctx, chain, ifindex, generation),
         _ => Ok(()),
     }
 }
@@ -119,14 +126,19 @@ pub fn check_nd(ctx: &TcContext, ip: &Ipv6Hdr, chain: &Chain, ifindex: u32) -> R
 /// The NS / NA target is link-local or an address of the pod behind
 /// `ifindex`.
 #[inline(always)]
-fn own_target(ctx: &TcContext, chain: &Chain, ifindex: u32) -> Result<(), Reason> {
+fn own_target(
+    ctx: &TcContext,
+    chain: &Chain,
+    ifindex: u32,
+    generation: Generation,
+) -> Result<(), Reason> {
     let target: [u8; 16] = ctx
         .load(chain.offset + ND_TARGET)
         .map_err(|_| Reason::DropMalformed)?;
     if addr::is_v6_link_local(&target) {
         return Ok(());
     }
-    match source::pod_endpoint(&AddrKey::v6_bytes(target), ifindex) {
+    match source::pod_endpoint(&AddrKey::v6_bytes(target), ifindex, generation) {
         Some(_) => Ok(()),
         None => Err(Reason::DropSpoofed),
     }

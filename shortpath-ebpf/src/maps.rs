@@ -16,7 +16,7 @@ use shortpath_common::{
 };
 
 use crate::{
-    endpoint_cache::{self, Slot},
+    endpoint_cache::{self, Generation, Slot},
     key::AddrKey,
     words::EndpointWords,
 };
@@ -111,28 +111,31 @@ fn words_of(p: *mut Endpoint) -> &'static EndpointWords {
 }
 
 /// The endpoint behind `key`, if this node has one (through this CPU's
-/// [`endpoint_cache`] of its family).
+/// [`endpoint_cache`] of its family, at `generation`, or at the
+/// generation read here when `None`: see [`endpoint_cache::cached`]).
 #[inline(always)]
-pub fn endpoint(key: &AddrKey) -> Option<EndpointWords> {
+pub fn endpoint(key: &AddrKey, generation: Option<Generation>) -> Option<EndpointWords> {
     if key.is_v4() {
-        endpoint_v4(*key.v4_addr())
+        let lookup = |a: &u32| ENDPOINTS_V4.get_ptr_mut(a).map(words_of);
+        endpoint_cache::cached(
+            &ENDPOINT_CACHE_V4,
+            generation,
+            *key.v4_addr(),
+            lookup,
+            |_| true,
+        )
+        .copied()
     } else {
-        endpoint_v6(*key.v6_addr())
+        let lookup = |a: &[u32; 4]| ENDPOINTS_V6.get_ptr_mut(a).map(words_of);
+        endpoint_cache::cached(
+            &ENDPOINT_CACHE_V6,
+            generation,
+            *key.v6_addr(),
+            lookup,
+            |_| true,
+        )
+        .copied()
     }
-}
-
-/// The endpoint behind an IPv4 address (network order).
-#[inline(always)]
-pub fn endpoint_v4(addr: u32) -> Option<EndpointWords> {
-    let lookup = |a: &u32| ENDPOINTS_V4.get_ptr_mut(a).map(words_of);
-    endpoint_cache::cached(&ENDPOINT_CACHE_V4, addr, lookup, |_| true).copied()
-}
-
-/// The endpoint behind an IPv6 address (four network-order words).
-#[inline(always)]
-pub fn endpoint_v6(addr: [u32; 4]) -> Option<EndpointWords> {
-    let lookup = |a: &[u32; 4]| ENDPOINTS_V6.get_ptr_mut(a).map(words_of);
-    endpoint_cache::cached(&ENDPOINT_CACHE_V6, addr, lookup, |_| true).copied()
 }
 
 /// Marks the endpoint behind `key` as one that sent packets to the stack
@@ -151,27 +154,37 @@ pub fn mark_sent_to_stack(key: &AddrKey) {
 /// Whether `key` is inside one of the cluster's pod networks.
 #[inline(always)]
 pub fn in_pod_cidrs(key: &AddrKey) -> bool {
+    // A copy, built here: the caller's key stays in registers.
+    let key = if key.is_v4() {
+        AddrKey::v4(*key.v4_addr())
+    } else {
+        AddrKey::v6(*key.v6_addr())
+    };
     POD_CIDRS.get(key.lookup()).is_some()
 }
 
 /// The longest cached route containing `key`: a next hop, or an
 /// exception that leaves the packet to the FIB. `None`: not cached.
 #[inline(always)]
-pub fn next_hop(key: &AddrKey) -> Option<&'static NextHop> {
+pub fn next_hop(key: &AddrKey, generation: Generation) -> Option<&'static NextHop> {
     // Only answers are cached: an exception ("ask the FIB") or a miss is
-    // looked up every time, as before.
+    // looked up every time, as before. The trie's key is built from the
+    // address where the trie is asked: a hit in this CPU's cache writes
+    // no key to the stack.
     if key.is_v4() {
-        let lookup = |_: &u32| NEXT_HOPS.get(key.lookup());
+        let lookup = |a: &u32| NEXT_HOPS.get(AddrKey::v4(*a).lookup());
         endpoint_cache::cached(
             &NEXT_HOP_CACHE_V4,
+            Some(generation),
             *key.v4_addr(),
             lookup,
             NextHop::is_cached,
         )
     } else {
-        let lookup = |_: &[u32; 4]| NEXT_HOPS.get(key.lookup());
+        let lookup = |a: &[u32; 4]| NEXT_HOPS.get(AddrKey::v6(*a).lookup());
         endpoint_cache::cached(
             &NEXT_HOP_CACHE_V6,
+            Some(generation),
             *key.v6_addr(),
             lookup,
             NextHop::is_cached,
