@@ -20,7 +20,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use shortpath_common::{endpoint::Endpoint, mode::FastPath};
+use shortpath_common::{
+    endpoint::{Endpoint, FLAG_SENT_TO_STACK},
+    mode::FastPath,
+};
 
 use super::{frames::Udp, ProgBenchError};
 use crate::{
@@ -50,6 +53,19 @@ pub const LOCAL_POD: Endpoint = Endpoint {
     flags: 0,
     pod_mac: [0x02, 0x53, 0x50, 0, 0, 0x02],
     host_mac: [0x02, 0x53, 0x50, 0, 0, 0x01],
+};
+
+/// The destination pod of `from_nic`'s "sent to the stack" case: a pod
+/// that has sent packets to the stack (a Service IP: in a cluster, every
+/// pod that asks the cluster DNS), so every packet for it is first
+/// checked against the flows it sent there (`STACK_FLOWS`). An entry the
+/// bench adds, flagged as `from_pod` flags such a pod.
+pub const STACK_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 3);
+pub const STACK_CLIENT: Endpoint = Endpoint {
+    ifindex: SYNTHETIC_IFINDEX + 2,
+    flags: FLAG_SENT_TO_STACK,
+    pod_mac: [0x02, 0x53, 0x50, 0, 0, 0x03],
+    ..LOCAL_POD
 };
 
 /// What a case runs: a shortpath program, or the hand-written reference
@@ -248,6 +264,13 @@ impl Topology {
                 Shortpath(FromNic),
                 "v6 to a local pod",
                 nic(rem6, pod6),
+                nic_if,
+                Expect::routed(local),
+            ),
+            case(
+                Shortpath(FromNic),
+                "v4 to a pod that sent to the stack",
+                nic(rem4, STACK_CLIENT_IP.into()),
                 nic_if,
                 Expect::routed(local),
             ),

@@ -9,7 +9,7 @@ use aya::programs::SchedClassifier;
 use shortpath_common::{endpoint::EndpointKey, mode::FastPath, next_hop::NextHop};
 
 use super::{
-    cases::{Program, Topology, LOCAL_POD, LOCAL_POD_IP},
+    cases::{Program, Topology, LOCAL_POD, LOCAL_POD_IP, STACK_CLIENT, STACK_CLIENT_IP},
     ProgBenchError,
 };
 use crate::dataplane::{
@@ -40,7 +40,8 @@ fn key(a: IpAddr) -> EndpointKey {
 impl Subject {
     /// Loads `hook`'s program in `mode` with the node's endpoints and pod
     /// CIDRs; for `from_pod` the sending pod's entries carry
-    /// [`Topology::sender_mac`] and the local destination pod is added.
+    /// [`Topology::sender_mac`] and the local destination pod is added,
+    /// for `from_nic` a pod that sent packets to the stack.
     pub fn load(topo: &Topology, hook: Hook, mode: FastPath) -> Result<Self, ProgBenchError> {
         let program = Program::Shortpath(hook);
         let load = |e| ProgBenchError::Dataplane {
@@ -57,6 +58,8 @@ impl Subject {
                 }
             }
             want.insert(key(LOCAL_POD_IP.into()), LOCAL_POD);
+        } else {
+            want.insert(key(STACK_CLIENT_IP.into()), STACK_CLIENT);
         }
         let mut map = obj.endpoints().map_err(load)?;
         for (k, v) in &want {
