@@ -39,10 +39,13 @@ pub const MAP_DEVICE_COUNTERS: &str = "DEVICE_COUNTERS";
 pub const MAP_POD_CIDRS: &str = "POD_CIDRS";
 pub const MAP_STACK_FLOWS: &str = "STACK_FLOWS";
 pub const MAP_NEXT_HOPS: &str = "NEXT_HOPS";
+/// Bumped by `from_pod` after each flow it adds to `STACK_FLOWS`: the
+/// programs' per-CPU cache of "not a stack flow" answers follows it.
+pub const MAP_STACK_FLOWS_GEN: &str = "STACK_FLOWS_GEN";
 /// The maps pinned per node and shared by every program generation (a
 /// flow remembered by one generation's `from_pod` has its replies handed
 /// to the stack by the next one's).
-pub const PINNED_MAPS: [&str; 8] = [
+pub const PINNED_MAPS: [&str; 9] = [
     MAP_ENDPOINTS_V4,
     MAP_ENDPOINTS_V6,
     MAP_ENDPOINTS_GEN,
@@ -50,6 +53,7 @@ pub const PINNED_MAPS: [&str; 8] = [
     MAP_DEVICE_COUNTERS,
     MAP_POD_CIDRS,
     MAP_STACK_FLOWS,
+    MAP_STACK_FLOWS_GEN,
     MAP_NEXT_HOPS,
 ];
 const GLOBAL_MODE: &str = "MODE";

@@ -726,6 +726,42 @@ fn from_nic_looks_up_stack_flows_only_for_pods_that_sent_to_the_stack() {
 /// the per-CPU endpoint cache of `from_nic`, which has the pod cached
 /// without it: its bump of the endpoint generation is what makes the next
 /// reply meet the stack (nothing opens the maps in between).
+/// A pod that already sent to the stack opens another flow there: the
+/// reply check of that flow's port was cached as "not a stack flow" on
+/// this CPU, and the flow's insert must still reach the next reply
+/// (`from_pod` bumps `STACK_FLOWS_GEN` after it).
+#[test]
+fn from_nic_sees_a_new_stack_flow_despite_its_cache() {
+    root_or_skip!();
+    const UDP: u8 = 17;
+    let mut obj = client_object(FastPath::Peer);
+    run(
+        &mut obj,
+        Hook::FromPod,
+        &to_service(false, UDP, 40020),
+        SkbCtx::default(),
+    );
+    let reply = from_backend(false, UDP, CLIENT4, 40021).build();
+    for when in ["checked", "cached"] {
+        assert_eq!(
+            nic(&mut obj, &reply).verdict,
+            TC_ACT_REDIRECT,
+            "no stack flow on port 40021 yet ({when})"
+        );
+    }
+    run(
+        &mut obj,
+        Hook::FromPod,
+        &to_service(false, UDP, 40021),
+        SkbCtx::default(),
+    );
+    assert_eq!(
+        nic(&mut obj, &reply).verdict,
+        TC_ACT_OK,
+        "the new flow's reply meets the stack"
+    );
+}
+
 #[test]
 fn from_nic_sees_the_flag_from_pod_sets_despite_its_cache() {
     root_or_skip!();

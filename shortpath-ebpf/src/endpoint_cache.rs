@@ -67,6 +67,20 @@ impl Addr for u32 {
     }
 }
 
+/// A stack-flow key's IPv4 part: the pod's address, then the protocol
+/// and the port (`STACK_FLOW_CACHE_V4`).
+impl Addr for [u32; 2] {
+    #[inline(always)]
+    fn slot(&self) -> u32 {
+        top_bits(self[0] ^ self[1])
+    }
+
+    #[inline(always)]
+    fn same(&self, o: &Self) -> bool {
+        self[0] == o[0] && self[1] == o[1]
+    }
+}
+
 impl Addr for [u32; 4] {
     #[inline(always)]
     fn slot(&self) -> u32 {
@@ -120,12 +134,19 @@ impl Generation {
     #[cfg(ordered_loads)]
     #[inline(always)]
     pub fn now() -> Self {
+        Self::of(&crate::maps::ENDPOINTS_GEN)
+    }
+
+    /// The generation `map` (its one u64) holds now, or "off".
+    #[cfg(ordered_loads)]
+    #[inline(always)]
+    pub fn of(map: &aya_ebpf::maps::Array<u64>) -> Self {
         use core::sync::atomic::{compiler_fence, Ordering};
 
         if !crate::config::cache_endpoints() {
             return Self(0);
         }
-        let Some(generation) = crate::maps::ENDPOINTS_GEN.get_ptr(0) else {
+        let Some(generation) = map.get_ptr(0) else {
             return Self(0);
         };
         // SAFETY: an aligned array value; writers change it atomically.
@@ -141,6 +162,59 @@ impl Generation {
     pub fn now() -> Self {
         Self(0)
     }
+
+    /// Without ordered loads there is no cache.
+    #[cfg(not(ordered_loads))]
+    #[inline(always)]
+    pub fn of(_map: &aya_ebpf::maps::Array<u64>) -> Self {
+        Self(0)
+    }
+}
+
+/// Whether `present` says yes for `addr`, remembering the noes: a slot of
+/// this CPU's `cache` holding `addr` at `generation` answers "no" without
+/// asking. For a map whose writers only ever bump `generation` after they
+/// add (`STACK_FLOWS`, `STACK_FLOWS_GEN`): a removal only makes a cached
+/// "no" truer, an addition after the slot was filled changes the
+/// generation, so the slot misses.
+#[cfg(ordered_loads)]
+#[inline(always)]
+pub fn absent_or<A: Addr>(
+    cache: &PerCpuArray<Slot<A, u32>>,
+    generation: Generation,
+    addr: A,
+    present: impl FnOnce() -> bool,
+) -> bool {
+    let Generation(tag) = generation;
+    if tag == 0 {
+        return present();
+    }
+    let Some(slot) = cache.get_ptr_mut(addr.slot()) else {
+        return present();
+    };
+    // SAFETY: this CPU's copy of the slot, as in `cached`.
+    let slot = unsafe { &mut *slot };
+    if slot.tag == tag && slot.addr.same(&addr) {
+        return false;
+    }
+    if present() {
+        return true;
+    }
+    slot.addr = addr;
+    slot.tag = tag;
+    false
+}
+
+/// Without ordered loads: the map, every time.
+#[cfg(not(ordered_loads))]
+#[inline(always)]
+pub fn absent_or<A: Addr, C>(
+    _cache: &C,
+    _generation: Generation,
+    _addr: A,
+    present: impl FnOnce() -> bool,
+) -> bool {
+    present()
 }
 
 /// The value behind `addr`: from this CPU's `cache` when its slot holds
@@ -234,7 +308,14 @@ pub fn cached<A: Addr, V, C>(
 #[cfg(ordered_loads)]
 #[inline(always)]
 pub fn invalidate() {
-    if let Some(generation) = crate::maps::ENDPOINTS_GEN.get_ptr_mut(0) {
+    bump(&crate::maps::ENDPOINTS_GEN);
+}
+
+/// An atomic add of one to the generation `map` holds.
+#[cfg(ordered_loads)]
+#[inline(always)]
+pub fn bump(map: &aya_ebpf::maps::Array<u64>) {
+    if let Some(generation) = map.get_ptr_mut(0) {
         // SAFETY: an aligned 8-byte array value.
         unsafe {
             core::arch::asm!(
@@ -251,3 +332,8 @@ pub fn invalidate() {
 #[cfg(not(ordered_loads))]
 #[inline(always)]
 pub fn invalidate() {}
+
+/// Without the cache there is nothing to tell.
+#[cfg(not(ordered_loads))]
+#[inline(always)]
+pub fn bump(_map: &aya_ebpf::maps::Array<u64>) {}

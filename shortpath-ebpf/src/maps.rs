@@ -9,7 +9,9 @@ use aya_ebpf::{
 };
 use shortpath_common::{
     counters::{CounterKey, DeviceCounters, DEVICE_SLOTS, MAX_COUNTERS},
-    endpoint::{Endpoint, EndpointKey, ENDPOINT_CACHE_SLOTS, FLAG_SENT_TO_STACK, MAX_ENDPOINTS},
+    endpoint::{
+        Endpoint, EndpointKey, AF_INET, ENDPOINT_CACHE_SLOTS, FLAG_SENT_TO_STACK, MAX_ENDPOINTS,
+    },
     next_hop::{NextHop, MAX_NEXT_HOPS},
     pod_cidr::MAX_POD_CIDRS,
     stack_flow::{StackFlowKey, MAX_STACK_FLOWS, PRESENT},
@@ -79,6 +81,22 @@ pub static NEXT_HOPS: LpmTrie<EndpointKey, NextHop> = LpmTrie::with_max_entries(
 #[map]
 pub static STACK_FLOWS: LruHashMap<StackFlowKey, u32> =
     LruHashMap::with_max_entries(MAX_STACK_FLOWS, 0);
+
+/// The stack-flow generation: `from_pod` adds one (atomically) after each
+/// flow it adds to [`STACK_FLOWS`], so that no CPU's
+/// [`STACK_FLOW_CACHE_V4`] keeps answering "not a stack flow" for it.
+/// Pinned with `STACK_FLOWS`: program generations share both.
+#[map]
+pub static STACK_FLOWS_GEN: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Each CPU's IPv4 reply checks that found no stack flow (address, then
+/// protocol and port; [`endpoint_cache::absent_or`]). A pod that ever
+/// sent a packet to the stack (in a cluster: every pod that asks the
+/// cluster DNS, a Service) has every packet for it checked; without this
+/// each check is an LRU hash lookup. Not pinned.
+#[map]
+pub static STACK_FLOW_CACHE_V4: PerCpuArray<Slot<[u32; 2], u32>> =
+    PerCpuArray::with_max_entries(ENDPOINT_CACHE_SLOTS, 0);
 
 /// Per device slot (`ifindex % DEVICE_SLOTS`): packets by reason, per CPU.
 #[map]
@@ -200,12 +218,28 @@ pub fn remember_stack_flow(key: &StackFlowKey) {
     if STACK_FLOWS.get_ptr(key).is_none() {
         // A failed insert (cannot happen for an LRU map but under memory
         // pressure) only leaves the reply on the fast path, as before.
-        let _ = STACK_FLOWS.insert(key, PRESENT, 0);
+        if STACK_FLOWS.insert(key, PRESENT, 0).is_ok() {
+            // After the insert: no CPU's cache keeps saying "not a
+            // stack flow" for it.
+            endpoint_cache::bump(&STACK_FLOWS_GEN);
+        }
     }
 }
 
-/// Whether a pod sent this flow to the stack.
+/// Whether a pod sent this flow to the stack: IPv4 through this CPU's
+/// cache of the flows that were not ([`STACK_FLOW_CACHE_V4`]).
 #[inline(always)]
 pub fn is_stack_flow(key: &StackFlowKey) -> bool {
-    STACK_FLOWS.get_ptr(key).is_some()
+    let present = || STACK_FLOWS.get_ptr(key).is_some();
+    if key.family != AF_INET {
+        return present();
+    }
+    let [a, b, c, d, ..] = key.addr;
+    let [p0, p1] = key.port;
+    let words = [
+        u32::from_ne_bytes([a, b, c, d]),
+        u32::from_ne_bytes([key.protocol, 0, p0, p1]),
+    ];
+    let generation = Generation::of(&STACK_FLOWS_GEN);
+    endpoint_cache::absent_or(&STACK_FLOW_CACHE_V4, generation, words, present)
 }

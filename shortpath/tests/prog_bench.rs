@@ -18,10 +18,15 @@ use shortpath_common::{
 };
 
 /// (program, packet, path in peer mode) of every case.
-const CASES: [(&str, &str, &str); 10] = [
+const CASES: [(&str, &str, &str); 11] = [
     ("from_nic", "v4 to a local pod", "redirect_peer"),
     ("ref_from_nic", "v4 to a local pod", "(hand-written)"),
     ("from_nic", "v6 to a local pod", "redirect_peer"),
+    (
+        "from_nic",
+        "v4 to a pod that sent to the stack",
+        "redirect_peer",
+    ),
     ("from_nic", "v4 to the node (stack)", "pass_no_endpoint"),
     ("from_pod", "v4 to a remote pod", "redirect_cached"),
     ("ref_from_pod", "v4 to a remote pod", "(hand-written)"),
