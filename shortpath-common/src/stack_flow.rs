@@ -75,7 +75,24 @@ impl StackFlowKey {
     /// ICMP message that carries no flow here.
     #[inline(always)]
     pub fn of(pod: &EndpointKey, protocol: u8, l4: &[u8; L4_HEAD], side: Side) -> Option<Self> {
-        let port = match (pod.family, protocol, side) {
+        let port = Self::port_in(pod.family, protocol, l4, side)?;
+        if pod.family != AF_INET && pod.family != AF_INET6 {
+            return None;
+        }
+        Some(Self {
+            family: pod.family,
+            protocol,
+            port,
+            addr: pod.addr,
+        })
+    }
+
+    /// The pod's port (network order) or echo identifier in a packet of
+    /// `family` carrying `protocol` and the L4 header `l4`, seen from
+    /// `side` — the part of [`of`](Self::of) that reads the packet.
+    #[inline(always)]
+    pub fn port_in(family: u8, protocol: u8, l4: &[u8; L4_HEAD], side: Side) -> Option<[u8; 2]> {
+        Some(match (family, protocol, side) {
             (_, IPPROTO_TCP | IPPROTO_UDP, Side::FromPod) => [l4[0], l4[1]],
             (_, IPPROTO_TCP | IPPROTO_UDP, Side::ToPod) => [l4[2], l4[3]],
             (AF_INET, IPPROTO_ICMP, Side::FromPod) if l4[0] == ICMP_ECHO_REQUEST => [l4[4], l4[5]],
@@ -85,15 +102,6 @@ impl StackFlowKey {
             }
             (AF_INET6, IPPROTO_ICMPV6, Side::ToPod) if l4[0] == ICMPV6_ECHO_REPLY => [l4[4], l4[5]],
             _ => return None,
-        };
-        if pod.family != AF_INET && pod.family != AF_INET6 {
-            return None;
-        }
-        Some(Self {
-            family: pod.family,
-            protocol,
-            port,
-            addr: pod.addr,
         })
     }
 

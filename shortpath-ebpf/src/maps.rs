@@ -9,9 +9,7 @@ use aya_ebpf::{
 };
 use shortpath_common::{
     counters::{CounterKey, DeviceCounters, DEVICE_SLOTS, MAX_COUNTERS},
-    endpoint::{
-        Endpoint, EndpointKey, AF_INET, ENDPOINT_CACHE_SLOTS, FLAG_SENT_TO_STACK, MAX_ENDPOINTS,
-    },
+    endpoint::{Endpoint, EndpointKey, ENDPOINT_CACHE_SLOTS, FLAG_SENT_TO_STACK, MAX_ENDPOINTS},
     next_hop::{NextHop, MAX_NEXT_HOPS},
     pod_cidr::MAX_POD_CIDRS,
     stack_flow::{StackFlowKey, MAX_STACK_FLOWS, PRESENT},
@@ -226,19 +224,29 @@ pub fn remember_stack_flow(key: &StackFlowKey) {
     }
 }
 
-/// Whether a pod sent this flow to the stack: IPv4 through this CPU's
-/// cache of the flows that were not ([`STACK_FLOW_CACHE_V4`]).
+/// Whether the pod at `pod` sent its flow of `protocol` and `port` (its
+/// end: network order, or the echo identifier) to the stack: IPv4
+/// through this CPU's cache of the flows that were not
+/// ([`STACK_FLOW_CACHE_V4`]), the map's key built only when the map is
+/// asked.
 #[inline(always)]
-pub fn is_stack_flow(key: &StackFlowKey) -> bool {
-    let present = || STACK_FLOWS.get_ptr(key).is_some();
-    if key.family != AF_INET {
+pub fn is_stack_flow(pod: &AddrKey, protocol: u8, port: [u8; 2]) -> bool {
+    let present = || {
+        let e = pod.endpoint();
+        let key = StackFlowKey {
+            family: e.family,
+            protocol,
+            port,
+            addr: e.addr,
+        };
+        STACK_FLOWS.get_ptr(key).is_some()
+    };
+    if !pod.is_v4() {
         return present();
     }
-    let [a, b, c, d, ..] = key.addr;
-    let [p0, p1] = key.port;
     let words = [
-        u32::from_ne_bytes([a, b, c, d]),
-        u32::from_ne_bytes([key.protocol, 0, p0, p1]),
+        *pod.v4_addr(),
+        u32::from_ne_bytes([protocol, 0, port[0], port[1]]),
     ];
     let generation = Generation::of(&STACK_FLOWS_GEN);
     endpoint_cache::absent_or(&STACK_FLOW_CACHE_V4, generation, words, present)

@@ -13,7 +13,7 @@
 
 use aya_ebpf::programs::TcContext;
 use shortpath_common::{
-    endpoint::FLAG_SENT_TO_STACK,
+    endpoint::{AF_INET, AF_INET6, FLAG_SENT_TO_STACK},
     stack_flow::{Side, StackFlowKey},
 };
 
@@ -46,13 +46,13 @@ pub fn is_reply(ctx: &TcContext, p: &Packet, ep: &EndpointWords) -> bool {
     if ep.flags & FLAG_SENT_TO_STACK == 0 {
         return false;
     }
-    match p.l4_head(ctx) {
-        Some((proto, l4)) => {
-            match StackFlowKey::of(p.dst_key().endpoint(), proto, &l4, Side::ToPod) {
-                Some(key) => maps::is_stack_flow(&key),
-                None => false,
-            }
-        }
+    let Some((proto, l4)) = p.l4_head(ctx) else {
+        return false;
+    };
+    let dst = p.dst_key();
+    let family = if dst.is_v4() { AF_INET } else { AF_INET6 };
+    match StackFlowKey::port_in(family, proto, &l4, Side::ToPod) {
+        Some(port) => maps::is_stack_flow(&dst, proto, port),
         None => false,
     }
 }
