@@ -112,7 +112,7 @@ const _: () = assert!(ENDPOINT_CACHE_SLOTS.is_power_of_two() && ENDPOINT_CACHE_S
 /// of its cache lookups: one read where each lookup made its own. Reading
 /// it earlier than a lookup keeps the rule (the generation before the map
 /// element): a slot filled with an older tag only misses sooner. A run
-/// that bumps the generation itself ([`invalidate`]) looks nothing up
+/// that bumps the generation itself ([`bump`]) looks nothing up
 /// afterwards. Tag 0 (which an empty slot carries): the cache is off,
 /// every lookup goes to the map — also for the one generation whose tag
 /// wraps to 0. One word, where an `Option` took a flag and a value, two
@@ -141,19 +141,7 @@ impl Generation {
     #[cfg(ordered_loads)]
     #[inline(always)]
     pub fn of(map: &aya_ebpf::maps::Array<u64>) -> Self {
-        use core::sync::atomic::{compiler_fence, Ordering};
-
-        if !crate::config::cache_endpoints() {
-            return Self(0);
-        }
-        let Some(generation) = map.get_ptr(0) else {
-            return Self(0);
-        };
-        // SAFETY: an aligned array value; writers change it atomically.
-        let tag = unsafe { core::ptr::read_volatile(generation) }.wrapping_add(1);
-        // Read before any lookup that follows.
-        compiler_fence(Ordering::SeqCst);
-        Self(tag)
+        Self(read_tag(map).unwrap_or(0))
     }
 
     /// Without ordered loads there is no cache.
@@ -169,6 +157,23 @@ impl Generation {
     pub fn of(_map: &aya_ebpf::maps::Array<u64>) -> Self {
         Self(0)
     }
+}
+
+/// The generation `map` holds now, plus one, read before any lookup that
+/// follows; `None` when the loader left the cache off.
+#[cfg(ordered_loads)]
+#[inline(always)]
+fn read_tag(map: &aya_ebpf::maps::Array<u64>) -> Option<u64> {
+    use core::sync::atomic::{compiler_fence, Ordering};
+
+    if !crate::config::cache_endpoints() {
+        return None;
+    }
+    let generation = map.get_ptr(0)?;
+    // SAFETY: an aligned array value; writers change it atomically.
+    let tag = unsafe { core::ptr::read_volatile(generation) }.wrapping_add(1);
+    compiler_fence(Ordering::SeqCst);
+    Some(tag)
 }
 
 /// Whether `present` says yes for `addr`, remembering the noes: a slot of
@@ -239,18 +244,10 @@ pub fn cached<A: Addr, V: Copy>(
     let tag = match generation {
         Some(Generation(0)) => return lookup(&addr),
         Some(Generation(tag)) => tag,
-        None => {
-            if !crate::config::cache_endpoints() {
-                return lookup(&addr);
-            }
-            let Some(generation) = crate::maps::ENDPOINTS_GEN.get_ptr(0) else {
-                return lookup(&addr);
-            };
-            // SAFETY: an aligned array value; writers change it atomically.
-            let tag = unsafe { core::ptr::read_volatile(generation) }.wrapping_add(1);
-            core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
-            tag
-        }
+        None => match read_tag(&crate::maps::ENDPOINTS_GEN) {
+            Some(tag) => tag,
+            None => return lookup(&addr),
+        },
     };
     let Some(slot) = cache.get_ptr_mut(addr.slot()) else {
         return lookup(&addr);
@@ -302,16 +299,9 @@ pub fn cached<A: Addr, V, C>(
     lookup(&addr)
 }
 
-/// Tells every CPU's cache that an endpoint changed (after the write):
-/// an atomic add (`lock ... +=`, BPF_ATOMIC) to the generation, which
-/// userspace adds to atomically as well.
-#[cfg(ordered_loads)]
-#[inline(always)]
-pub fn invalidate() {
-    bump(&crate::maps::ENDPOINTS_GEN);
-}
-
-/// An atomic add of one to the generation `map` holds.
+/// Tells every CPU's cache that what `map`'s generation covers changed
+/// (after the write): an atomic add of one (`lock ... +=`, BPF_ATOMIC),
+/// as userspace adds to `ENDPOINTS_GEN`.
 #[cfg(ordered_loads)]
 #[inline(always)]
 pub fn bump(map: &aya_ebpf::maps::Array<u64>) {
@@ -327,11 +317,6 @@ pub fn bump(map: &aya_ebpf::maps::Array<u64>) {
         }
     }
 }
-
-/// Without the cache there is nothing to tell.
-#[cfg(not(ordered_loads))]
-#[inline(always)]
-pub fn invalidate() {}
 
 /// Without the cache there is nothing to tell.
 #[cfg(not(ordered_loads))]

@@ -163,7 +163,7 @@ pub fn mark_sent_to_stack(key: &AddrKey) {
         // SAFETY: the element stays alive under the program's RCU read
         // lock; every writer only sets this bit.
         unsafe { (*p).flags |= FLAG_SENT_TO_STACK };
-        endpoint_cache::invalidate();
+        endpoint_cache::bump(&ENDPOINTS_GEN);
     }
 }
 
@@ -232,13 +232,7 @@ pub fn remember_stack_flow(key: &StackFlowKey) {
 #[inline(always)]
 pub fn is_stack_flow(pod: &AddrKey, protocol: u8, port: [u8; 2]) -> bool {
     let present = || {
-        let e = pod.endpoint();
-        let key = StackFlowKey {
-            family: e.family,
-            protocol,
-            port,
-            addr: e.addr,
-        };
+        let key = StackFlowKey::new(pod.endpoint(), protocol, u16::from_be_bytes(port));
         STACK_FLOWS.get_ptr(key).is_some()
     };
     if !pod.is_v4() {
